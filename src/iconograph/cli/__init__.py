@@ -1,0 +1,14 @@
+"""The ``iconograph`` command: a thin Typer shell over the Python API.
+
+Each module registers its commands on the shared ``app``; importing it is enough.
+"""
+
+from iconograph.cli import core  # noqa: F401  (registers classify, embed, evaluate)
+from iconograph.cli.common import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,87 @@
+"""What every command shares: the Typer app, common options, and error handling.
+
+Exit status: 0 when a run completed (unreadable images are reported, not fatal); 3 with
+``--strict`` when any image failed; 2 for unusable arguments (bad source, model, labels).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="iconograph",
+    help="Tell what an image collection depicts, and how sure it is.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+EXIT_USAGE = 2
+EXIT_FAILED_IMAGES = 3
+
+Sources = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Image files, folders (recursive) or dataset files (CSV, JSONL, COCO JSON).", show_default=False
+    ),
+]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Hub id, local folder, open_clip:ARCH/TAG, ...")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file; format by extension.")]
+StoreOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--store", help="Store folder (cache, indexes). Default: $ICONOGRAPH_STORE or ~/.cache/iconograph/store."
+    ),
+]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per model batch.")]
+WorkersOpt = Annotated[
+    Optional[int], typer.Option("--workers", min=0, help="Decoding worker processes (default: spare cores).")
+]
+DeviceOpt = Annotated[
+    Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available).")
+]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.")]
+ProgressOpt = Annotated[
+    Optional[bool], typer.Option("--progress/--no-progress", help="Progress bars (default: when stderr is a terminal).")
+]
+
+
+def fail(message: str, code: int = EXIT_USAGE):
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(command):
+    """Turn the errors a user can fix into one line and exit status 2, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from iconograph.backends import ModelNotFoundError
+        from iconograph.collection import SourceError
+        from iconograph.zeroshot import LabelError
+
+        try:
+            return command(*args, **kwargs)
+        except (ModelNotFoundError, SourceError, LabelError, FileNotFoundError, ValueError) as exc:
+            fail(" ".join(str(exc).split()))
+
+    return wrapper
+
+
+def make_embedder(model, store, no_cache, batch_size, workers, device, progress):
+    from iconograph.embed import Embedder
+    from iconograph.store import Store
+
+    return Embedder(
+        model,
+        store=Store(store) if store else None,
+        use_cache=not no_cache,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        progress=progress,
+    )

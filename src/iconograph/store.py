@@ -1,0 +1,132 @@
+"""The embedded store: LanceDB tables on local disk plus small JSON metadata files.
+
+Lance appends are versioned: a write becomes visible all at once when its manifest is committed,
+so a process killed mid-write leaves the previous version intact (orphaned data files are
+ignored and removed by compaction). Embedding caches are content-addressed tables, one per
+(model, preprocessing) key, so a cache entry can never be read with the wrong dimension.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from iconograph.io import atomic_write_text, user_cache_dir
+
+COMPACT_AFTER_FRAGMENTS = 64
+
+
+def default_store_path() -> Path:
+    return Path(os.environ.get("ICONOGRAPH_STORE") or user_cache_dir() / "store")
+
+
+class Store:
+    """A folder holding every table iconograph keeps (``--store DIR``; default ``~/.cache/iconograph/store``)."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root else default_store_path()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @cached_property
+    def db(self):
+        import lancedb
+
+        return lancedb.connect(str(self.root / "lance"))
+
+    def open_table(self, name: str):
+        """The named table, or None when it does not exist yet."""
+        try:
+            return self.db.open_table(name)
+        except (ValueError, FileNotFoundError):
+            return None
+
+    def embedding_cache(self, name: str) -> EmbeddingCache:
+        return EmbeddingCache(self, name)
+
+    def read_meta(self, name: str) -> dict | None:
+        try:
+            return json.loads((self.root / "meta" / f"{name}.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def write_meta(self, name: str, value: dict) -> None:
+        atomic_write_text(self.root / "meta" / f"{name}.json", json.dumps(value, indent=1))
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+
+class EmbeddingCache:
+    """Vectors keyed by a string (an image content hash, or a text), appended, never rewritten."""
+
+    def __init__(self, store: Store, name: str):
+        self.store = store
+        self.name = name
+        self._offsets: dict[str, int] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def table(self):
+        return self.store.open_table(self.name)
+
+    def _load_offsets(self, table) -> dict[str, int]:
+        keys = table.search().select(["key"]).limit(None).to_arrow().column("key").to_pylist()
+        offsets: dict[str, int] = {}
+        for offset, key in enumerate(keys):
+            offsets.setdefault(key, offset)  # duplicates from concurrent writers: the first wins
+        return offsets
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """The cached vectors for those of ``keys`` that are present."""
+        table = self.table
+        if table is None or not keys:
+            return {}
+        with self._lock:
+            if self._offsets is None:
+                self._offsets = self._load_offsets(table)
+            wanted = sorted({self._offsets[k] for k in keys if k in self._offsets})
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(wanted), 8192):
+            rows = table.take_offsets(wanted[start : start + 8192]).select(["key", "vector"]).to_arrow()
+            vectors = _vectors(rows.column("vector"))
+            found.update(zip(rows.column("key").to_pylist(), vectors))
+        return found
+
+    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        """Append one atomic batch (a single Lance commit)."""
+        if not len(keys):
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        batch = pa.table(
+            {
+                "key": pa.array(list(keys), pa.string()),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
+            }
+        )
+        with self._lock:
+            table = self.table or self.store.db.create_table(self.name, schema=batch.schema, exist_ok=True)
+            table.add(batch)
+            self._offsets = None
+
+    def compact(self) -> None:
+        """Merge the small fragments that many appends leave behind."""
+        table = self.table
+        if table is not None and table.stats()["fragment_stats"]["num_fragments"] > COMPACT_AFTER_FRAGMENTS:
+            table.optimize()
+
+    def count(self) -> int:
+        table = self.table
+        return 0 if table is None else table.count_rows()
+
+
+def _vectors(column: pa.ChunkedArray) -> np.ndarray:
+    combined = column.combine_chunks()
+    width = combined.type.list_size
+    return combined.values.to_numpy(zero_copy_only=False).reshape(-1, width)
