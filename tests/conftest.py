@@ -1,0 +1,53 @@
+"""Fixtures shared by every test: offline, isolated stores, tiny models built on the spot."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
+CIFAR_TEST = SHARED_DATA / "cifar10" / "test"
+CIFAR_TRAIN = SHARED_DATA / "cifar10" / "train"
+IMAGENET_SAMPLES = SHARED_DATA / "imagenet-samples"
+RACCOON = SHARED_DATA / "raccoon"
+
+
+@pytest.fixture(autouse=True)
+def offline_and_isolated(tmp_path, monkeypatch):
+    """No test reaches a model hub, and every test gets its own store and digest memo."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("ICONOGRAPH_HOME", str(tmp_path / "iconograph-home"))
+    monkeypatch.delenv("ICONOGRAPH_STORE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    """A randomly initialised CLIP (32 px images) saved with save_pretrained, tokenizer included."""
+    from iconograph.testing import save_tiny_clip
+
+    return save_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
+
+
+def run_cli(*args: str | os.PathLike, check: bool = False, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m iconograph ARGS`` the way a user runs the command (a fresh process)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "iconograph", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"iconograph {' '.join(map(str, args))} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
+def cifar_images(split: str = "test", classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 5) -> list[Path]:
+    root = SHARED_DATA / "cifar10" / split
+    return [p for c in classes for p in sorted((root / c).glob("*.jpg"))[:per_class]]
