@@ -108,3 +108,28 @@ def save_tiny_clip(directory: str | Path, *, image_size: int = 32, seed: int = 0
         projection_dim=16,
         seed=seed,
     )
+
+
+def save_tiny_timm(
+    directory: str | Path,
+    *,
+    architecture: str = "test_vit",
+    image_size: int = 32,
+    seed: int = 0,
+    **model_args,
+) -> Path:
+    """Save a randomly initialised timm backbone (timm's tiny ``test_*`` architectures) as a
+    ``save_for_hf`` folder whose preprocessing takes ``image_size`` pixels without cropping.
+    ``test_vit`` gets ``img_size=image_size`` and 8-pixel patches unless ``model_args`` say otherwise."""
+    import timm
+    import torch
+    from timm.models import save_for_hf
+
+    directory = Path(directory)
+    torch.manual_seed(seed)
+    if "vit" in architecture:
+        model_args = {"img_size": image_size, "patch_size": 8, **model_args}
+    model = timm.create_model(architecture, pretrained=False, num_classes=0, **model_args).eval()
+    data_config = {"input_size": (3, image_size, image_size), "crop_pct": 1.0}
+    save_for_hf(model, str(directory), safe_serialization=True, data_config=data_config)
+    return directory

@@ -72,6 +72,30 @@ def _open_clip(spec: str, device: str | None) -> Backend:
     return OpenClipBackend(spec, device)
 
 
+def _is_timm_dir(spec: str) -> bool:
+    from iconograph.backends.timm import is_timm_dir
+
+    return is_timm_dir(spec)
+
+
+@register_backend("timm", detect=_is_timm_dir)
+def _timm(spec: str, device: str | None) -> Backend:
+    from iconograph.backends.timm import TimmBackend
+
+    return TimmBackend(spec, device)
+
+
+def _is_onnx_file(spec: str) -> bool:
+    return spec.lower().endswith(".onnx")
+
+
+@register_backend("onnx", detect=_is_onnx_file)
+def _onnx(spec: str, device: str | None) -> Backend:
+    from iconograph.backends.onnx import OnnxBackend
+
+    return OnnxBackend(spec, device)
+
+
 __all__ = [
     "DEFAULT_MODEL",
     "Backend",

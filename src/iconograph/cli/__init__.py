@@ -3,7 +3,10 @@
 Each module registers its commands on the shared ``app``; importing it is enough.
 """
 
-from iconograph.cli import core  # noqa: F401  (registers classify, embed, evaluate)
+from iconograph.cli import (
+    core,  # noqa: F401  (registers classify, embed, evaluate)
+    learn,  # noqa: F401  (registers train, predict, split, report)
+)
 from iconograph.cli.common import app
 
 

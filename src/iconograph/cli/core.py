@@ -189,9 +189,9 @@ def evaluate(
     if json_out:
         atomic_write_text(json_out, json.dumps(metrics, indent=2))
     if report:
-        from iconograph.report import write_report
+        from iconograph.report import write_full_report
 
-        write_report(metrics, report)
+        write_full_report(predictions, truth, report, metrics=metrics, multi_label=multi_label)
     print_metrics(metrics)
 
 

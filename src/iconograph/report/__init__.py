@@ -1,5 +1,16 @@
-"""Evaluation reports: one self-contained HTML file."""
+"""Evaluation reports: one self-contained HTML file.
+
+``write_report(metrics, path)`` renders the metrics alone; ``write_full_report(predictions,
+truth, path)`` renders the full report (plots, images, embedding map) and its PNGs.
+"""
 
 from iconograph.report.html import write_report
 
-__all__ = ["write_report"]
+
+def write_full_report(*args, **kwargs):
+    from iconograph.report.full import write_full_report as write
+
+    return write(*args, **kwargs)
+
+
+__all__ = ["write_full_report", "write_report"]

@@ -1,0 +1,63 @@
+"""Soft voting: the (weighted) mean of member heads' probabilities.
+
+Written here rather than with scikit-learn's ``VotingClassifier`` because that one rejects
+multi-label targets and refits its members itself, so members could not choose their
+hyper-parameters on the validation split; for single-label it computes the same average.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from iconograph.heads.base import Head
+
+DEFAULT_MEMBERS = ("logistic", "svm", "knn", "mlp")
+
+
+class VotingHead(Head):
+    kind = "voting"
+
+    def __init__(
+        self,
+        *,
+        members: tuple[str, ...] = DEFAULT_MEMBERS,
+        weights: tuple[float, ...] | None = None,
+        multi_label: bool | None = None,
+        normalize: bool = True,
+        max_labels: int | None = None,
+    ):
+        super().__init__(multi_label=multi_label, normalize=normalize, max_labels=max_labels)
+        self.members = members
+        self.weights = weights
+
+    def _fit(self, X, Y, val) -> None:
+        from iconograph.heads import make_head
+
+        # Members see the features already normalised, so they must not normalise again.
+        self.heads_ = [make_head(kind, multi_label=self.multi_label_, normalize=False) for kind in self.members]
+        y = [tuple(c for c, on in zip(self.classes_, row) if on) for row in Y]
+        eval_set = None
+        if val is not None:
+            eval_set = (val[0], [tuple(c for c, on in zip(self.classes_, row) if on) for row in val[1]])
+        for head in self.heads_:
+            head.fit(X, y, eval_set=eval_set)
+            head.classes_ = self.classes_  # same label order even if a class were missing from y
+
+    def _proba(self, X: np.ndarray) -> np.ndarray:
+        weights = np.ones(len(self.heads_)) if self.weights is None else np.asarray(self.weights, np.float64)
+        stacked = np.stack([head._proba(X) for head in self.heads_])
+        return np.tensordot(weights / weights.sum(), stacked, axes=1)
+
+    def _save_weights(self, directory: Path) -> None:
+        for i, head in enumerate(self.heads_):
+            head.save(directory / "members" / f"{i}-{head.kind}")
+
+    def _load_weights(self, directory: Path, fitted: dict) -> None:
+        from iconograph.heads import load_head
+
+        self.heads_ = [load_head(directory / "members" / f"{i}-{kind}") for i, kind in enumerate(self.members)]
+
+    def _fitted_description(self) -> dict:
+        return {"members_": [h._fitted_description() for h in self.heads_]}
