@@ -97,9 +97,14 @@ def palette(i: int) -> str:
 
 
 def project_2d(vectors: np.ndarray, method: str, seed: int = 0) -> tuple[np.ndarray, str]:
-    """2-D coordinates with UMAP, t-SNE or PCA; falls back to PCA when the data are too few."""
+    """2-D coordinates with UMAP, t-SNE or PCA; falls back to PCA when the data are too few.
+
+    ``auto``: UMAP above 300 points, t-SNE above 30, else PCA.
+    """
     vectors = np.asarray(vectors, dtype=np.float32)
     n = len(vectors)
+    if method == "auto":
+        method = "umap" if n > 300 else "tsne" if n > 30 else "pca"
     if n < 5 or vectors.shape[1] < 2:
         method = "pca"
     if method == "umap":

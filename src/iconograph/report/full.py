@@ -74,7 +74,7 @@ def write_full_report(
     metrics: dict | None = None,
     embedder=None,
     embeddings: np.ndarray | None = None,
-    map_method: str = "umap",
+    map_method: str = "auto",
     title: str = "iconograph evaluation",
     multi_label: bool | None = None,
     max_map_points: int = MAX_MAP_POINTS,
