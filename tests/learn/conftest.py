@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import CIFAR_TEST, CIFAR_TRAIN
 
 CLASSES = ("airplane", "automobile", "frog", "ship")
+TILE_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "frog", "ship", "truck")
 
 
 @pytest.fixture(scope="session")
@@ -43,8 +44,8 @@ def cifar_rows(split: str = "train", per_class: int = 60, classes=CLASSES, offse
 
 @pytest.fixture(scope="session")
 def cifar_truth(tmp_path_factory) -> Path:
-    """240 CIFAR-10 training images of 4 classes (60 each) as a truth CSV."""
-    return write_truth(tmp_path_factory.mktemp("cifar") / "truth.csv", cifar_rows())
+    """400 CIFAR-10 training images of 4 classes (100 each) as a truth CSV."""
+    return write_truth(tmp_path_factory.mktemp("cifar") / "truth.csv", cifar_rows(per_class=100))
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +54,7 @@ def tiled_truth(tmp_path_factory) -> Path:
     from PIL import Image
 
     root = tmp_path_factory.mktemp("tiled")
-    pool = cifar_rows(per_class=150)
+    pool = cifar_rows(per_class=60, classes=TILE_CLASSES)
     rng = np.random.default_rng(0)
     rows = []
     for n in range(360):
