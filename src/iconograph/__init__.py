@@ -17,6 +17,26 @@ from iconograph.results import LabelScore, Prediction, read_predictions, write_p
 from iconograph.store import Store
 from iconograph.zeroshot import ZeroShotClassifier, load_templates
 
+_LEARN = {
+    "train": ("iconograph.training", "train"),
+    "TrainedModel": ("iconograph.trained_model", "TrainedModel"),
+    "make_head": ("iconograph.heads", "make_head"),
+    "load_head": ("iconograph.heads", "load_head"),
+    "split_items": ("iconograph.splits", "split_items"),
+    "write_full_report": ("iconograph.report", "write_full_report"),
+}
+
+
+def __getattr__(name: str):
+    """Learning API, imported on first use (keeps ``import iconograph`` light)."""
+    if name in _LEARN:
+        import importlib
+
+        module, attribute = _LEARN[name]
+        return getattr(importlib.import_module(module), attribute)
+    raise AttributeError(f"module 'iconograph' has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_MODEL",
     "Backend",
@@ -28,11 +48,14 @@ __all__ = [
     "ModelNotFoundError",
     "Prediction",
     "Store",
+    "TrainedModel",
     "ZeroShotClassifier",
     "__version__",
     "classify",
     "evaluate",
     "iter_predictions",
+    "make_head",
+    "load_head",
     "load_model",
     "load_templates",
     "read_collection",
@@ -40,5 +63,8 @@ __all__ = [
     "read_image_folder",
     "read_predictions",
     "register_backend",
+    "split_items",
+    "train",
+    "write_full_report",
     "write_predictions",
 ]

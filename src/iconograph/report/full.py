@@ -185,11 +185,13 @@ def _thumbnail(path: str, size: int = THUMB_SIZE) -> str | None:
 
 
 def _examples(matched: Matched, count: int) -> tuple[list[dict], list[dict]]:
-    """Best: highest sample F1, most confident first. Worst: lowest F1, most confident mistakes first."""
+    """Best: highest sample F1, most confident first. Worst: lowest F1, unreadable images and then the
+    most confident mistakes first."""
     f1 = matched.sample_f1
     confidence = matched.scores.max(axis=1) if matched.scores.size else np.zeros(len(f1))
+    failed = np.array([p.error is not None for p in matched.predictions])
     best = np.lexsort((-confidence, -f1))[:count]
-    worst = np.lexsort((-confidence, f1))[:count]
+    worst = np.lexsort((-confidence, ~failed, f1))[:count]
 
     def card(i: int) -> dict:
         p = matched.predictions[i]

@@ -1,0 +1,112 @@
+"""The evaluation report: rendered in headless Chromium, every section present, no console errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iconograph.report import write_full_report
+from iconograph.results import LabelScore, Prediction
+from tests.conftest import run_cli
+from tests.learn.conftest import cifar_rows
+
+ARTIFACTS = Path("/work/wt3-artifacts")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SECTIONS = ["headline", "per-class", "pr-curves", "examples", "agreement", "embedding-map"]
+
+
+def fake_predictions(multi_label: bool, seed: int = 0):
+    """Predictions for real CIFAR images, right most of the time, with scores for every class."""
+    rng = np.random.default_rng(seed)
+    rows = cifar_rows("test", per_class=15)
+    classes = sorted({c for _, c in rows})
+    predictions, truth = [], {}
+    for path, label in rows:
+        scores = rng.random(len(classes)) * 0.6
+        if rng.random() < 0.7:
+            scores[classes.index(label)] += 0.5
+        labels = tuple(sorted(((c, s) for c, s in zip(classes, scores)), key=lambda x: -x[1]))
+        if multi_label:
+            labels = tuple(x for x in labels if x[1] >= 0.5)
+        predictions.append(Prediction(str(path), tuple(LabelScore(c, float(s)) for c, s in labels)))
+        truth[str(path)] = (label, "vehicle" if label in ("automobile", "ship", "airplane") else "animal") if multi_label else (label,)
+    missing = str(rows[0][0].parent / "missing.jpg")
+    predictions.append(Prediction(missing, (), "file not found"))
+    truth[missing] = truth[str(rows[0][0])]
+    return predictions, truth
+
+
+def render(html: Path, screenshot: Path) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("requestfailed", lambda request: errors.append(f"request failed: {request.url}"))
+            page.goto(html.as_uri())
+            found = {section: page.locator(f"section#{section}").is_visible() for section in SECTIONS}
+            found["confusion"] = page.locator("section#confusion").count() == 1
+            plots = page.locator("img.plot").evaluate_all("imgs => imgs.map(i => i.naturalWidth > 0 && i.complete)")
+            page.locator("#per-class-table th", has_text="F1").click()
+            first_f1 = [float(v) for v in page.locator("#per-class-table tbody tr td:nth-child(4)").evaluate_all(
+                "cells => cells.map(c => c.dataset.value)")]
+            page.locator("#map-svg circle").nth(2).hover()
+            tooltip = page.locator("#map-tip").inner_text() if page.locator("#map-tip").is_visible() else ""
+            tooltip_image = page.locator("#map-tip img").count()
+            external = page.evaluate(
+                "() => [...document.querySelectorAll('[src]')].map(e => e.getAttribute('src')).filter(s => !s.startsWith('data:'))"
+            )
+            page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    return {"errors": errors, "sections": found, "plots": plots, "f1": first_f1, "tooltip": tooltip,
+            "tooltip_image": tooltip_image, "external": external}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
+@pytest.mark.parametrize("multi_label", [False, True], ids=["single-label", "multi-label"])
+def test_report_renders_every_section_in_chromium(multi_label, tmp_path):
+    predictions, truth = fake_predictions(multi_label)
+    html = write_full_report(predictions, truth, tmp_path / "report.html", map_method="tsne", title="test report")
+    files = sorted(p.name for p in (tmp_path / "report_files").iterdir())
+    expected_files = ["agreement.png", "embedding_map.png", "pr_curves.png"]
+    assert files == sorted(expected_files + ([] if multi_label else ["confusion.png"]))
+    screenshot = tmp_path / "report.png"
+    seen = render(html, screenshot)
+    assert seen["errors"] == []
+    assert all(seen["sections"][s] for s in SECTIONS), seen["sections"]
+    assert seen["sections"]["confusion"] == (not multi_label)
+    assert seen["plots"] and all(seen["plots"])
+    assert seen["f1"] == sorted(seen["f1"], reverse=True)  # the table sorted by F1 on click
+    assert "true:" in seen["tooltip"] and seen["tooltip_image"] == 1  # hover shows the thumbnail
+    assert seen["external"] == []  # self-contained
+    assert screenshot.stat().st_size > 10_000
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(screenshot, ARTIFACTS / f"report-{'multi' if multi_label else 'single'}-label.png")
+
+
+def test_report_content_and_evaluate_report(tmp_path):
+    predictions, truth = fake_predictions(False)
+    from iconograph.results import write_predictions
+
+    write_predictions(predictions, tmp_path / "preds.jsonl")
+    truth_csv = tmp_path / "truth.csv"
+    truth_csv.write_text("path,labels\n" + "".join(f"{p},{v[0]}\n" for p, v in truth.items()))
+    run_cli("evaluate", tmp_path / "preds.jsonl", "--truth", truth_csv, "--report", tmp_path / "ev.html", check=True)
+    html = (tmp_path / "ev.html").read_text()
+    for section in [*SECTIONS, "confusion"]:
+        assert f'id="{section}"' in html
+    assert "missing.jpg" in html  # the unreadable image is among the worst, with its error
+    assert (tmp_path / "ev_files" / "confusion.png").is_file()
+    assert "t-SNE of score vectors" in html  # 61 points: t-SNE by default (above 30, up to 300)
