@@ -25,6 +25,7 @@ import numpy as np
 from iconograph.heads.base import Head, validation_score
 
 WEIGHTS_FILE = "weights.safetensors"
+SMALL_PROBLEM_FLOPS = 2e8  # per evaluation; below this one thread is faster
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-2, 4, 7))  # 0.01 ... 10,000, then refined
 
 
@@ -198,6 +199,20 @@ class _LogisticProblem:
         return float(loss), gradient.double().cpu().numpy()
 
     def solve(self, C: float, tol: float, max_iter: int, start: tuple | None = None) -> tuple:
+        import torch
+
+        # Small problems run on one thread: waking a thread pool costs more than their matrix products
+        # (and a lot more on a busy machine).
+        small = self.X.device.type == "cpu" and 4 * self.n * self.d * self.outputs < SMALL_PROBLEM_FLOPS
+        threads = torch.get_num_threads()
+        if small:
+            torch.set_num_threads(1)
+        try:
+            return self._solve(C, tol, max_iter, start)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _solve(self, C: float, tol: float, max_iter: int, start: tuple | None) -> tuple:
         import torch
         from scipy.optimize import minimize
 
