@@ -46,8 +46,10 @@ def main() -> None:
 
     x, y = gaussian_mixture(args.n, args.dim, args.classes, args.spread, seed=0)
     x_test, y_test = gaussian_mixture(args.test, args.dim, args.classes, args.spread, seed=1)
-    print(f"{args.n:,} x {args.dim} float32 features, {args.classes} classes, C={args.C}, tol={args.tol}, "
-          f"{len(os.sched_getaffinity(0))} CPU cores")
+    print(
+        f"{args.n:,} x {args.dim} float32 features, {args.classes} classes, C={args.C}, tol={args.tol}, "
+        f"{len(os.sched_getaffinity(0))} CPU cores"
+    )
 
     warnings.filterwarnings("ignore")
     sklearn_times, head_times = [], []
@@ -65,11 +67,15 @@ def main() -> None:
     sklearn_accuracy = float(np.mean(sklearn_pred == y_test))
     head_accuracy = float(np.mean(head_pred == y_test))
     times = lambda values: ", ".join(f"{v:.2f}" for v in values)  # noqa: E731
-    print(f"scikit-learn lbfgs : median {sklearn_seconds:6.2f} s ({times(sklearn_times)})   accuracy {sklearn_accuracy:.4f}   ({reference.n_iter_[0]} iterations)")
+    print(
+        f"scikit-learn lbfgs : median {sklearn_seconds:6.2f} s ({times(sklearn_times)})   accuracy {sklearn_accuracy:.4f}   ({reference.n_iter_[0]} iterations)"
+    )
     print(f"iconograph logistic: median {head_seconds:6.2f} s ({times(head_times)})   accuracy {head_accuracy:.4f}")
     print(f"time ratio (iconograph / scikit-learn, medians): {head_seconds / sklearn_seconds:.2f}")
-    print(f"accuracy difference: {head_accuracy - sklearn_accuracy:+.4f}; "
-          f"predictions agree on {np.mean(head_pred == sklearn_pred):.2%} of test vectors")
+    print(
+        f"accuracy difference: {head_accuracy - sklearn_accuracy:+.4f}; "
+        f"predictions agree on {np.mean(head_pred == sklearn_pred):.2%} of test vectors"
+    )
 
 
 if __name__ == "__main__":

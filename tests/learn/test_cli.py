@@ -26,8 +26,23 @@ def test_train_predict_evaluate_round_trip_with_a_moved_model(tiny_timm, cifar_t
     store = tmp_path / "store"
     model_dir = tmp_path / "model"
     result = run_cli(
-        "train", cifar_truth, "--truth", cifar_truth, "--head", "logistic", "--backbone", tiny_timm,
-        "--out", model_dir, "--store", store, "--workers", "0", "--min-count", "50", check=True,
+        "train",
+        cifar_truth,
+        "--truth",
+        cifar_truth,
+        "--head",
+        "logistic",
+        "--backbone",
+        tiny_timm,
+        "--out",
+        model_dir,
+        "--store",
+        store,
+        "--workers",
+        "0",
+        "--min-count",
+        "50",
+        check=True,
     )
     assert "model ->" in result.stderr and ">= 50" in result.stderr  # the --min-count table
     description = json.loads((model_dir / "iconograph-model.json").read_text())
@@ -55,7 +70,9 @@ def test_train_predict_evaluate_round_trip_with_a_moved_model(tiny_timm, cifar_t
     head = load_head(moved / "head")
     vectors = Embedder(str(tiny_timm), store=Store(store), workers=0).embed_images(images).vectors
     expected = head.predict_proba(vectors)
-    got = np.array([[next(ls["score"] for ls in r["labels"] if ls["label"] == c) for c in head.classes_] for r in records[:-1]])
+    got = np.array(
+        [[next(ls["score"] for ls in r["labels"] if ls["label"] == c) for c in head.classes_] for r in records[:-1]]
+    )
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
     metrics_file = tmp_path / "metrics.json"
@@ -71,8 +88,27 @@ def test_finetuned_model_folder_is_self_contained(tiny_timm, tmp_path):
     truth = write_truth(tmp_path / "truth.csv", cifar_rows(per_class=12))
     model_dir = tmp_path / "tuned"
     run_cli(
-        "train", truth, "--head", "finetune", "--backbone", tiny_timm, "--out", model_dir, "--epochs", "1",
-        "--batch-size", "8", "--lr", "1e-3", "--workers", "0", "--test", "0.25", "--val", "0.25", "--keep-checkpoints",
+        "train",
+        truth,
+        "--head",
+        "finetune",
+        "--backbone",
+        tiny_timm,
+        "--out",
+        model_dir,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--workers",
+        "0",
+        "--test",
+        "0.25",
+        "--val",
+        "0.25",
+        "--keep-checkpoints",
         check=True,
     )
     assert (model_dir / "checkpoints" / "last.pt").is_file()
@@ -89,11 +125,26 @@ def test_finetuned_model_folder_is_self_contained(tiny_timm, tmp_path):
 
 
 def test_multi_label_cli_with_a_label_cap(tiny_timm, tmp_path):
-    rows = [(p, (c, "vehicle") if c in ("automobile", "ship", "airplane") else (c, "animal")) for p, c in cifar_rows(per_class=20)]
+    rows = [
+        (p, (c, "vehicle") if c in ("automobile", "ship", "airplane") else (c, "animal"))
+        for p, c in cifar_rows(per_class=20)
+    ]
     truth = write_truth(tmp_path / "truth.csv", rows)
     model_dir = tmp_path / "tags"
-    trained = invoke("train", truth, "--head", "knn", "--backbone", tiny_timm, "--out", model_dir, "--max-labels", "2",
-                     "--workers", "0")
+    trained = invoke(
+        "train",
+        truth,
+        "--head",
+        "knn",
+        "--backbone",
+        tiny_timm,
+        "--out",
+        model_dir,
+        "--max-labels",
+        "2",
+        "--workers",
+        "0",
+    )
     assert trained.exit_code == 0, trained.stderr
     description = json.loads((model_dir / "iconograph-model.json").read_text())
     assert description["task"] == "multi-label" and description["max_labels"] == 2
@@ -120,7 +171,12 @@ def test_a_changed_backbone_is_refused(tiny_timm, tmp_path):
     backbone = tmp_path / "backbone"
     shutil.copytree(tiny_timm, backbone)
     truth = write_truth(tmp_path / "truth.csv", cifar_rows(per_class=10))
-    assert invoke("train", truth, "--backbone", backbone, "--out", tmp_path / "m", "--head", "knn", "--workers", "0").exit_code == 0
+    assert (
+        invoke(
+            "train", truth, "--backbone", backbone, "--out", tmp_path / "m", "--head", "knn", "--workers", "0"
+        ).exit_code
+        == 0
+    )
     config = json.loads((backbone / "config.json").read_text())
     config["pretrained_cfg"]["mean"] = [0.4, 0.4, 0.4]
     (backbone / "config.json").write_text(json.dumps(config))

@@ -22,8 +22,15 @@ def fast_config(**overrides) -> FineTuneConfig:
 
 def test_finetune_lowers_validation_loss_and_beats_chance(tiny_timm, cifar_truth, tmp_path):
     model = train(
-        cifar_truth, head="finetune", backbone=str(tiny_timm), out=tmp_path / "model",
-        val=0.2, test=0.2, finetune=fast_config(), store=Store(tmp_path / "store"), workers=0,
+        cifar_truth,
+        head="finetune",
+        backbone=str(tiny_timm),
+        out=tmp_path / "model",
+        val=0.2,
+        test=0.2,
+        finetune=fast_config(),
+        store=Store(tmp_path / "store"),
+        workers=0,
     )
     result = model.info["training"]["finetune"]["result"]
     history = result["history"]
@@ -71,7 +78,9 @@ def test_freezing_blocks_keeps_them_fixed(tiny_timm, tmp_path):
     groups = tuner.encoder.block_groups()
     before = [[p.detach().clone() for p in group] for group in groups]
     after = []  # the weights at the end of the epoch (fit then restores the best epoch's, maybe epoch 0)
-    tuner.fit(split.train, split.val, on_epoch_end=lambda r: after.append([[p.detach().clone() for p in g] for g in groups]))
+    tuner.fit(
+        split.train, split.val, on_epoch_end=lambda r: after.append([[p.detach().clone() for p in g] for g in groups])
+    )
     for n, (group, old) in enumerate(zip(after[0], before)):
         changed = any(not torch.equal(p, q) for p, q in zip(group, old))
         assert changed == (n > 2), f"group {n}"  # stem + 2 blocks frozen
@@ -82,8 +91,16 @@ def test_multi_label_finetune_and_calibration_beat_the_fixed_threshold(tiled_tru
 
     backbone = save_tiny_timm(tmp_path / "vit64", image_size=64, patch_size=16)
     model = train(
-        tiled_truth, head="finetune", backbone=str(backbone), out=tmp_path / "model", multi_label=True,
-        val=0.25, test=0.2, finetune=fast_config(epochs=4), store=Store(tmp_path / "store"), workers=0,
+        tiled_truth,
+        head="finetune",
+        backbone=str(backbone),
+        out=tmp_path / "model",
+        multi_label=True,
+        val=0.25,
+        test=0.2,
+        finetune=fast_config(epochs=4),
+        store=Store(tmp_path / "store"),
+        workers=0,
     )
     assert model.multi_label
     history = model.info["training"]["finetune"]["result"]["history"]
@@ -101,9 +118,15 @@ def test_multi_label_finetune_and_calibration_beat_the_fixed_threshold(tiled_tru
         if name == "val":
             assert calibrated > fixed + 0.05
     assert model.info["metrics"]["val"]["f1_macro"] == pytest.approx(
-        f1_score(binarize([i.labels for i in split.val], model.labels),
-                 model.head.predict_proba(embedder.embed_images([i.path for i in split.val]).vectors)
-                 >= model.head.thresholds_, average="macro", zero_division=0), abs=1e-9)
+        f1_score(
+            binarize([i.labels for i in split.val], model.labels),
+            model.head.predict_proba(embedder.embed_images([i.path for i in split.val]).vectors)
+            >= model.head.thresholds_,
+            average="macro",
+            zero_division=0,
+        ),
+        abs=1e-9,
+    )
 
 
 def test_finetune_a_clip_image_tower(tiny_clip, tmp_path):
@@ -111,8 +134,15 @@ def test_finetune_a_clip_image_tower(tiny_clip, tmp_path):
     original = load_model(str(tiny_clip))
     text_before = {k: v.clone() for k, v in original.model.text_model.state_dict().items()}
     model = train(
-        truth, head="finetune", backbone=str(tiny_clip), out=tmp_path / "model", val=0.25, test=0.0,
-        finetune=fast_config(epochs=1, batch_size=8, freeze_blocks=1), store=Store(tmp_path / "store"), workers=0,
+        truth,
+        head="finetune",
+        backbone=str(tiny_clip),
+        out=tmp_path / "model",
+        val=0.25,
+        test=0.0,
+        finetune=fast_config(epochs=1, batch_size=8, freeze_blocks=1),
+        store=Store(tmp_path / "store"),
+        workers=0,
     )
     tuned = load_model(str(tmp_path / "model" / "backbone"))
     assert tuned.name == "transformers" and tuned.has_text

@@ -16,8 +16,14 @@ from tests.learn.conftest import cifar_rows
 ARTIFACTS = Path("/work/wt3-artifacts")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SECTIONS = ["headline", "per-class", "pr-curves", "examples", "agreement", "embedding-map"]
 
@@ -36,7 +42,9 @@ def fake_predictions(multi_label: bool, seed: int = 0):
         if multi_label:
             labels = tuple(x for x in labels if x[1] >= 0.5)
         predictions.append(Prediction(str(path), tuple(LabelScore(c, float(s)) for c, s in labels)))
-        truth[str(path)] = (label, "vehicle" if label in ("automobile", "ship", "airplane") else "animal") if multi_label else (label,)
+        truth[str(path)] = (
+            (label, "vehicle" if label in ("automobile", "ship", "airplane") else "animal") if multi_label else (label,)
+        )
     missing = str(rows[0][0].parent / "missing.jpg")
     predictions.append(Prediction(missing, (), "file not found"))
     truth[missing] = truth[str(rows[0][0])]
@@ -59,8 +67,12 @@ def render(html: Path, screenshot: Path) -> dict:
             found["confusion"] = page.locator("section#confusion").count() == 1
             plots = page.locator("img.plot").evaluate_all("imgs => imgs.map(i => i.naturalWidth > 0 && i.complete)")
             page.locator("#per-class-table th", has_text="F1").click()
-            first_f1 = [float(v) for v in page.locator("#per-class-table tbody tr td:nth-child(4)").evaluate_all(
-                "cells => cells.map(c => c.dataset.value)")]
+            first_f1 = [
+                float(v)
+                for v in page.locator("#per-class-table tbody tr td:nth-child(4)").evaluate_all(
+                    "cells => cells.map(c => c.dataset.value)"
+                )
+            ]
             page.locator("#map-svg circle").nth(2).hover()
             tooltip = page.locator("#map-tip").inner_text() if page.locator("#map-tip").is_visible() else ""
             tooltip_image = page.locator("#map-tip img").count()
@@ -70,8 +82,15 @@ def render(html: Path, screenshot: Path) -> dict:
             page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
-    return {"errors": errors, "sections": found, "plots": plots, "f1": first_f1, "tooltip": tooltip,
-            "tooltip_image": tooltip_image, "external": external}
+    return {
+        "errors": errors,
+        "sections": found,
+        "plots": plots,
+        "f1": first_f1,
+        "tooltip": tooltip,
+        "tooltip_image": tooltip_image,
+        "external": external,
+    }
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")

@@ -61,9 +61,7 @@ def test_multi_label_split_is_iteratively_stratified():
 
     rng = np.random.default_rng(0)
     labels = list("abcdef")
-    items = [
-        Item(f"/img/{n}.jpg", tuple(sorted(set(rng.choice(labels, size=rng.integers(1, 4)))))) for n in range(300)
-    ]
+    items = [Item(f"/img/{n}.jpg", tuple(sorted(set(rng.choice(labels, size=rng.integers(1, 4)))))) for n in range(300)]
     split = split_items(items, val=0.2, test=0.2, seed=0)
     assert sum(split.sizes.values()) == 300
     total = Counter(label for item in items for label in item.labels)

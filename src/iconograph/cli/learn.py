@@ -259,7 +259,9 @@ def report(
         Optional[str],
         typer.Option("--model", "-m", help="Backbone or trained model folder for the embedding map (default: scores)."),
     ] = None,
-    map_method: Annotated[str, typer.Option("--map", help="auto | umap | tsne | pca (auto: UMAP above 300 images, t-SNE above 30).")] = "auto",
+    map_method: Annotated[
+        str, typer.Option("--map", help="auto | umap | tsne | pca (auto: UMAP above 300 images, t-SNE above 30).")
+    ] = "auto",
     title: Annotated[str, typer.Option("--title", help="Report title.")] = "iconograph evaluation",
     multi_label: MultiLabelOpt = None,
     batch_size: BatchOpt = 32,
