@@ -47,6 +47,15 @@ class Store:
         except (ValueError, FileNotFoundError):
             return None
 
+    def table_names(self) -> list[str]:
+        names, token = [], None
+        while True:
+            page = self.db.list_tables(page_token=token)
+            names.extend(page.tables)
+            token = page.page_token
+            if not token:
+                return names
+
     def embedding_cache(self, name: str) -> EmbeddingCache:
         return EmbeddingCache(self, name)
 
