@@ -69,9 +69,10 @@ class HFBackend(Backend):
 
     @property
     def _image_processor_backend(self) -> str:
-        import transformers.utils as tu
+        """Which implementation AutoImageProcessor picks (transformers prefers torchvision)."""
+        from importlib.util import find_spec
 
-        return "torchvision" if tu.is_torchvision_available() else "pil"
+        return "torchvision" if find_spec("torchvision") else "pil"
 
     @cached_property
     def image_processor(self):
