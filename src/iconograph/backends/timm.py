@@ -129,6 +129,9 @@ class TimmBackend(Backend):
             ) from None
         return model.float().to(self.device).eval()
 
+    def image_module(self):
+        return self.model
+
     def encode_images(self, pixels):
         import torch
 

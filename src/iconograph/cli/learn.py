@@ -14,6 +14,7 @@ from iconograph.cli.common import (
     DeviceOpt,
     NoCacheOpt,
     ProgressOpt,
+    RuntimeOpt,
     Sources,
     StoreOpt,
     WorkersOpt,
@@ -97,6 +98,7 @@ def train(
     no_cache: NoCacheOpt = False,
     store: StoreOpt = None,
     progress: ProgressOpt = None,
+    runtime: RuntimeOpt = "auto",
 ):
     """Train a head on cached embeddings (or fine-tune the backbone) and save a model folder."""
     from iconograph.finetune import FineTuneConfig
@@ -148,6 +150,7 @@ def train(
         workers=workers,
         device=device,
         progress=progress,
+        runtime=runtime,
     )
     if min_count:
         from iconograph.splits import MinCountRow, format_min_count_table
@@ -201,6 +204,7 @@ def predict(
     ] = False,
     store: StoreOpt = None,
     progress: ProgressOpt = None,
+    runtime: RuntimeOpt = "auto",
 ):
     """Labels from a trained model for every image: the same JSONL records as `classify`."""
     from iconograph.classify import iter_predictions
@@ -210,7 +214,9 @@ def predict(
 
     trained = TrainedModel.load(model)
     items = read_collection(sources)
-    embedder = make_embedder(trained.load_backbone(device), store, no_cache, batch_size, workers, device, progress)
+    embedder = make_embedder(
+        trained.load_backbone(device), store, no_cache, batch_size, workers, device, progress, runtime
+    )
     classifier = _TopK(trained.head, top_k) if top_k else trained.head
     failed = write_or_print(iter_predictions(items, classifier, embedder), out)
     summarize(len(items), failed, embedder, out)
