@@ -73,7 +73,7 @@ def render(html: Path, screenshot: Path) -> dict:
                     "cells => cells.map(c => c.dataset.value)"
                 )
             ]
-            page.locator("#map-svg circle").nth(2).hover()
+            page.locator("#map-svg circle").last.hover()  # the last is drawn on top
             tooltip = page.locator("#map-tip").inner_text() if page.locator("#map-tip").is_visible() else ""
             tooltip_image = page.locator("#map-tip img").count()
             external = page.evaluate(
