@@ -105,7 +105,9 @@ def project_2d(vectors: np.ndarray, method: str, seed: int = 0) -> tuple[np.ndar
     n = len(vectors)
     if method == "auto":
         method = "umap" if n > 300 else "tsne" if n > 30 else "pca"
-    if n < 5 or vectors.shape[1] < 2:
+    if n < 3 or vectors.ndim != 2 or vectors.shape[1] < 2:
+        return np.zeros((n, 2)), "PCA"
+    if n < 5:
         method = "pca"
     if method == "umap":
         try:

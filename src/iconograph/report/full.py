@@ -209,11 +209,12 @@ def _examples(matched: Matched, count: int) -> tuple[list[dict], list[dict]]:
 
 
 def _embedding_map(matched: Matched, embeddings, embedder, method: str, max_points: int, notes: list):
-    n = len(matched.predictions)
+    readable = np.array([i for i, p in enumerate(matched.predictions) if p.error is None], dtype=int)
+    n = len(readable)
     rng = np.random.default_rng(0)
-    chosen = np.sort(rng.choice(n, size=max_points, replace=False)) if n > max_points else np.arange(n)
+    chosen = np.sort(rng.choice(readable, size=max_points, replace=False)) if n > max_points else readable
     if n > max_points:
-        notes.append(f"The embedding map shows {max_points} of {n} images, drawn at random.")
+        notes.append(f"The embedding map shows {max_points} of {n} readable images, drawn at random.")
     source = "score vectors"
     vectors = matched.scores[chosen]
     if embeddings is not None:
