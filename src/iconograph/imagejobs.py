@@ -12,6 +12,7 @@ The same data path as embedding, for models whose output is a small record rathe
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -99,6 +100,8 @@ def make_sized_loader(paths: Sequence[str], preprocess, batch_size: int, workers
 
     set_torch_threads()
     _quiet_fork_warning()
+    # the forked workers only decode images and never touch the Lance cache
+    warnings.filterwarnings("ignore", message="lance is not fork-safe", category=UserWarning)
     workers = min(workers, max(0, len(paths) // max(1, batch_size)))  # tiny jobs: no process start-up
     return DataLoader(
         SizedDecodeDataset(paths, preprocess, max_pixels),
