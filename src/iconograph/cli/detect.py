@@ -95,12 +95,13 @@ def detect(
         description="detecting",
     )
     boxes = 0
+    drawn: dict[str, int] = {}
     with DetectionWriter(out, fmt, detector.classes_) as writer:
         for result in iter_detections(items, detector, runner):
             writer.write(result)
             boxes += len(result.detections) if result.detections is not None else 0
             if annotate is not None and result.error is None:
-                _annotate(result, annotate)
+                _annotate(result, annotate, drawn)
     for failed in writer.failed:
         if fmt != "jsonl":
             typer.echo(f"{failed.path}: {failed.error}", err=True)
@@ -114,12 +115,14 @@ def detect(
         raise typer.Exit(EXIT_FAILED_IMAGES)
 
 
-def _annotate(result, folder: Path) -> None:
+def _annotate(result, folder: Path, used: dict[str, int]) -> None:
     from iconograph.decode import DecodeError, read_image
     from iconograph.detect import save_annotated
 
     path = Path(result.path)
-    target = folder / path.name
+    used[path.name] = used.get(path.name, 0) + 1  # the same name from two folders: name-2.jpg, ...
+    name = path.name if used[path.name] == 1 else f"{path.stem}-{used[path.name]}{path.suffix}"
+    target = folder / name
     if target.exists() and target.resolve() == path.resolve():
         raise ValueError(f"--annotate {folder} would overwrite the original {path}")
     try:
