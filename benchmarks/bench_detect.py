@@ -84,7 +84,8 @@ def main() -> None:
         pipeline_rate = bench_pipeline(directory, images, queries)
         iconograph_rate, cached_rate = bench_iconograph(directory, images, queries, Path(store))
 
-    print(f"OWL-ViT B/32 (random weights), {len(images)} raccoon JPEGs, {len(queries)} queries, CPU, {torch.get_num_threads()} threads")
+    threads = torch.get_num_threads()
+    print(f"OWL-ViT B/32 (random weights), {len(images)} raccoon JPEGs, {len(queries)} queries, CPU, {threads} threads")
     print(f"{'':12} {'images/s':>9} {'vs pipeline':>12}")
     for name, rate in (("pipeline", pipeline_rate), ("iconograph", iconograph_rate), ("cached", cached_rate)):
         print(f"{name:12} {rate:9.2f} {rate / pipeline_rate:11.2f}x")

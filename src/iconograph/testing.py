@@ -201,7 +201,11 @@ def _spread_detection_heads(model) -> None:
                     module.bias.zero_()
 
 
-BLIP_TEST_WORDS = ["a", "an", "the", "of", "in", "on", "with", "and", "is", "are", "at", "by", "to", "from", "photo", "picture", "image", "close", "up", "view", "two", "three", "dog", "cat", "bird", "raccoon", "tree", "grass", "black", "white", "red", "blue", "green", "brown", "shoe", "shoes", "leather", "coin", "man", "woman", "sitting", "standing", "lying", "next", "front", "small", "large", "old", "new"]
+BLIP_TEST_WORDS = (  # the tiny BLIP vocabulary, besides special tokens and single letters
+    "a an the of in on with and is are at by to from photo picture image close up view two three "
+    "dog cat bird raccoon tree grass black white red blue green brown shoe shoes leather coin man woman "
+    "sitting standing lying next front small large old new"
+)
 
 
 def blip_tokenizer(directory: str | Path):
@@ -213,7 +217,8 @@ def blip_tokenizer(directory: str | Path):
     directory.mkdir(parents=True, exist_ok=True)
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", ".", ",", "!", "?"]
-    tokens += BLIP_TEST_WORDS + [t for t in letters if t not in BLIP_TEST_WORDS] + [f"##{t}" for t in letters]
+    words = BLIP_TEST_WORDS.split()
+    tokens += words + [t for t in letters if t not in words] + [f"##{t}" for t in letters]
     vocab = directory / "vocab.txt"
     vocab.write_text("\n".join(dict.fromkeys(tokens)) + "\n", encoding="utf-8")
     return BertTokenizer(str(vocab), do_lower_case=True, bos_token="[DEC]", model_max_length=64)
