@@ -34,7 +34,9 @@ def tiny_clip(tmp_path_factory) -> Path:
     return save_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
 
 
-def run_cli(*args: str | os.PathLike, check: bool = False, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str | os.PathLike, check: bool = False, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run ``python -m iconograph ARGS`` the way a user runs the command (a fresh process)."""
     result = subprocess.run(
         [sys.executable, "-m", "iconograph", *map(str, args)],

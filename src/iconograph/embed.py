@@ -13,6 +13,7 @@ A run killed at any point loses at most the unflushed batch; the next run recomp
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import numpy as np
 from iconograph.backends import Backend, Scoring, load_model
 from iconograph.decode import DecodeError, content_hash, decode_bytes, one_line, read_bytes
 from iconograph.progress import progress_bar
+from iconograph.runtime import AUTO_MIN_IMAGES, RUNTIMES, OnnxImageEncoder, onnx_path
 from iconograph.store import Store
 
 
@@ -91,6 +93,7 @@ class Embedder:
         flush_every: int = 512,
         max_pixels: int | None = None,
         progress: bool | None = None,
+        runtime: str = "auto",
     ):
         self.model = load_model(model, device) if not isinstance(model, Backend) else model
         self.store = store if isinstance(store, Store) else Store(store)
@@ -101,7 +104,11 @@ class Embedder:
         self.flush_every = flush_every
         self.max_pixels = max_pixels
         self.progress = progress
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        self.runtime = runtime
         self.stats = EmbedStats()
+        self._onnx = None
 
     # ---- images -------------------------------------------------------------------------
 
@@ -167,9 +174,7 @@ class Embedder:
         pending_vectors: list[np.ndarray] = []
         try:
             for batch in loader:
-                vectors = (
-                    self.model.encode_images(batch.pixels).numpy() if batch.valid else np.zeros((0, 0), np.float32)
-                )
+                vectors = self._encode(batch.pixels, len(jobs)).numpy() if batch.valid else np.zeros((0, 0), np.float32)
                 row = 0
                 for position, digest, error in zip(batch.positions, batch.hashes, batch.errors):
                     ids = jobs[position][0]
@@ -186,6 +191,31 @@ class Embedder:
                     self._flush(pending_keys, pending_vectors)
         finally:
             self._flush(pending_keys, pending_vectors)
+
+    def _encode(self, pixels, pending: int):
+        """The image tower through ONNX Runtime when chosen and possible, else PyTorch."""
+        if self._onnx is None and self._wants_onnx(pixels.shape[1:], pending):
+            try:
+                self._onnx = OnnxImageEncoder.load_or_export(
+                    self.model, tuple(pixels.shape[1:]), self.store.root / "onnx"
+                )
+            except Exception as exc:  # an architecture the exporter cannot trace: PyTorch still works
+                self._onnx = False
+                sys.stderr.write(
+                    f"iconograph: ONNX Runtime not used for {self.model.spec} ({one_line(exc)[:200]}); using PyTorch\n"
+                )
+        return self._onnx(pixels) if self._onnx else self.model.encode_images(pixels)
+
+    def _wants_onnx(self, shape, pending: int) -> bool:
+        if self._onnx is False or self.runtime == "torch" or self.model.device != "cpu":
+            return False
+        if self.runtime == "onnx":
+            return True
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return False
+        return onnx_path(self.store.root / "onnx", self.model, tuple(shape)).exists() or pending >= AUTO_MIN_IMAGES
 
     def _flush(self, keys: list[str], vectors: list[np.ndarray]) -> None:
         if self.image_cache is not None and keys:

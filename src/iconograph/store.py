@@ -47,6 +47,15 @@ class Store:
         except (ValueError, FileNotFoundError):
             return None
 
+    def table_names(self) -> list[str]:
+        names, token = [], None
+        while True:
+            page = self.db.list_tables(page_token=token)
+            names.extend(page.tables)
+            token = page.page_token
+            if not token:
+                return names
+
     def embedding_cache(self, name: str) -> EmbeddingCache:
         return EmbeddingCache(self, name)
 
@@ -64,43 +73,51 @@ class Store:
 
 
 class EmbeddingCache:
-    """Vectors keyed by a string (an image content hash, or a text), appended, never rewritten."""
+    """Vectors keyed by a string (an image content hash, or a text), appended, never rewritten.
+
+    Read and written with ``lance`` directly rather than through ``lancedb``: the cache is on the
+    path of every run, and importing ``lance`` costs a fraction of ``lancedb``'s start-up. The
+    table is an ordinary Lance dataset in the store, so ``Store.db.open_table(name)`` opens it too.
+    """
 
     def __init__(self, store: Store, name: str):
         self.store = store
         self.name = name
+        self.uri = store.root / "lance" / f"{name}.lance"
         self._offsets: dict[str, int] | None = None
         self._lock = threading.Lock()
 
-    @property
-    def table(self):
-        return self.store.open_table(self.name)
+    def dataset(self):
+        """The latest committed version, or None before the first write."""
+        import lance
 
-    def _load_offsets(self, table) -> dict[str, int]:
-        keys = table.search().select(["key"]).limit(None).to_arrow().column("key").to_pylist()
+        return lance.dataset(str(self.uri)) if (self.uri / "_versions").is_dir() else None
+
+    def _load_offsets(self, dataset) -> dict[str, int]:
         offsets: dict[str, int] = {}
-        for offset, key in enumerate(keys):
+        for offset, key in enumerate(dataset.to_table(columns=["key"]).column("key").to_pylist()):
             offsets.setdefault(key, offset)  # duplicates from concurrent writers: the first wins
         return offsets
 
     def lookup(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         """The cached vectors for those of ``keys`` that are present."""
-        table = self.table
-        if table is None or not keys:
+        dataset = self.dataset() if keys else None
+        if dataset is None:
             return {}
         with self._lock:
             if self._offsets is None:
-                self._offsets = self._load_offsets(table)
+                self._offsets = self._load_offsets(dataset)
             wanted = sorted({self._offsets[k] for k in keys if k in self._offsets})
         found: dict[str, np.ndarray] = {}
         for start in range(0, len(wanted), 8192):
-            rows = table.take_offsets(wanted[start : start + 8192]).select(["key", "vector"]).to_arrow()
-            vectors = _vectors(rows.column("vector"))
-            found.update(zip(rows.column("key").to_pylist(), vectors))
+            rows = dataset.take(wanted[start : start + 8192], columns=["key", "vector"])
+            found.update(zip(rows.column("key").to_pylist(), _vectors(rows.column("vector"))))
         return found
 
     def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         """Append one atomic batch (a single Lance commit)."""
+        import lance
+
         if not len(keys):
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -111,22 +128,27 @@ class EmbeddingCache:
             }
         )
         with self._lock:
-            table = self.table or self.store.db.create_table(self.name, schema=batch.schema, exist_ok=True)
-            table.add(batch)
+            if self.dataset() is None:
+                try:
+                    lance.write_dataset(batch, str(self.uri), mode="create")
+                    return
+                except (OSError, ValueError):  # another writer created it first: append instead
+                    pass
+            lance.write_dataset(batch, str(self.uri), mode="append")
             self._offsets = None
 
     def compact(self) -> None:
         """Merge the small fragments that many appends leave behind."""
-        table = self.table
-        if table is not None and table.stats()["fragment_stats"]["num_fragments"] > COMPACT_AFTER_FRAGMENTS:
-            table.optimize()
+        dataset = self.dataset()
+        if dataset is not None and len(dataset.get_fragments()) > COMPACT_AFTER_FRAGMENTS:
+            dataset.optimize.compact_files()
 
     def count(self) -> int:
-        table = self.table
-        return 0 if table is None else table.count_rows()
+        dataset = self.dataset()
+        return 0 if dataset is None else dataset.count_rows()
 
 
-def _vectors(column: pa.ChunkedArray) -> np.ndarray:
-    combined = column.combine_chunks()
+def _vectors(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    combined = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     width = combined.type.list_size
     return combined.values.to_numpy(zero_copy_only=False).reshape(-1, width)

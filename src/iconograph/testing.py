@@ -110,6 +110,51 @@ def save_tiny_clip(directory: str | Path, *, image_size: int = 32, seed: int = 0
     )
 
 
+def save_tiny_siglip(directory: str | Path, *, image_size: int = 32, seed: int = 0) -> Path:
+    """A tiny randomly initialised SigLIP (sigmoid scoring) with the offline CLIP tokenizer."""
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
+
+    directory = Path(directory)
+    vocab, _ = clip_bpe_vocab_and_merges()
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    config = SiglipConfig(
+        text_config=dict(small, vocab_size=len(vocab), max_position_embeddings=64, pad_token_id=vocab["<|endoftext|>"]),
+        vision_config=dict(small, image_size=image_size, patch_size=8),
+    )
+    torch.manual_seed(seed)
+    model = SiglipModel(config).eval()
+    image_processor = SiglipImageProcessor(size={"height": image_size, "width": image_size})
+    SiglipProcessor(image_processor=image_processor, tokenizer=clip_tokenizer(64)).save_pretrained(directory)
+    model.save_pretrained(directory)
+    return directory
+
+
+def save_tiny_open_clip(directory: str | Path, *, image_size: int = 32, seed: int = 0) -> Path:
+    """A tiny open_clip model in open_clip's own folder format (``open_clip_config.json`` + weights)."""
+    import json
+
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model_cfg = {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": image_size, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+    }
+    torch.manual_seed(seed)
+    model = open_clip.model.CLIP(**model_cfg)
+    preprocess_cfg = {"mean": list(open_clip.OPENAI_DATASET_MEAN), "std": list(open_clip.OPENAI_DATASET_STD)}
+    (directory / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg})
+    )
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, directory / "open_clip_model.safetensors")
+    return directory
+
+
 def save_owlvit(
     directory: str | Path,
     *,

@@ -76,6 +76,10 @@ class Backend(ABC):
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         """Embeddings (not normalised) for a batch of preprocessed images, as float32 on the CPU."""
 
+    def image_module(self) -> torch.nn.Module:
+        """The image tower as a module mapping preprocessed pixels to embeddings (for export)."""
+        raise NotImplementedError(f"{self.spec} cannot export its image tower")
+
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         raise NotImplementedError(f"{self.spec} has no text tower: it cannot embed text")
 

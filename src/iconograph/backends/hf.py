@@ -69,9 +69,10 @@ class HFBackend(Backend):
 
     @property
     def _image_processor_backend(self) -> str:
-        import transformers.utils as tu
+        """Which implementation AutoImageProcessor picks (transformers prefers torchvision)."""
+        from importlib.util import find_spec
 
-        return "torchvision" if tu.is_torchvision_available() else "pil"
+        return "torchvision" if find_spec("torchvision") else "pil"
 
     @cached_property
     def image_processor(self):
@@ -108,19 +109,14 @@ class HFBackend(Backend):
 
         return AutoTokenizer.from_pretrained(self.directory)
 
+    def image_module(self):
+        return _image_tower(self.model)
+
     def encode_images(self, pixels):
         import torch
 
         with torch.inference_mode():
-            pixels = pixels.to(self.device, non_blocking=True)
-            if hasattr(self.model, "get_image_features"):
-                features = _pooled(self.model.get_image_features(pixel_values=pixels))
-            else:  # an image-only backbone: pooled output, else the first token
-                out = self.model(pixel_values=pixels)
-                pooled = getattr(out, "pooler_output", None)
-                features = pooled if pooled is not None else out.last_hidden_state[:, 0]
-                features = features.flatten(1)
-            return features.float().cpu()
+            return _image_features(self.model, pixels.to(self.device, non_blocking=True)).float().cpu()
 
     def encode_texts(self, texts: Sequence[str]):
         import torch
@@ -142,6 +138,28 @@ class HFBackend(Backend):
         scale = float(self.model.logit_scale.exp().item())
         bias = getattr(self.model, "logit_bias", None)
         return Scoring(scale, float(bias.item()) if bias is not None else None)
+
+
+def _image_features(model, pixels):
+    if hasattr(model, "get_image_features"):
+        return _pooled(model.get_image_features(pixel_values=pixels))
+    out = model(pixel_values=pixels)  # an image-only backbone: pooled output, else the first token
+    pooled = getattr(out, "pooler_output", None)
+    return (pooled if pooled is not None else out.last_hidden_state[:, 0]).flatten(1)
+
+
+def _image_tower(model):
+    import torch
+
+    class ImageTower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values):
+            return _image_features(self.model, pixel_values)
+
+    return ImageTower()
 
 
 def _pooled(output):

@@ -99,6 +99,9 @@ class OpenClipBackend(Backend):
 
         return open_clip.get_tokenizer(self.model_name)
 
+    def image_module(self):
+        return self.model.visual  # encode_image is the visual tower (no normalisation by default)
+
     def encode_images(self, pixels):
         import torch
 

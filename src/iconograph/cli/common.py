@@ -45,6 +45,10 @@ DeviceOpt = Annotated[
     Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available).")
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.")]
+RuntimeOpt = Annotated[
+    str,
+    typer.Option("--runtime", help="Image tower runtime: auto (ONNX Runtime on CPU for large jobs), torch, onnx."),
+]
 ProgressOpt = Annotated[
     Optional[bool], typer.Option("--progress/--no-progress", help="Progress bars (default: when stderr is a terminal).")
 ]
@@ -72,7 +76,7 @@ def user_errors(command):
     return wrapper
 
 
-def make_embedder(model, store, no_cache, batch_size, workers, device, progress):
+def make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime="auto"):
     from iconograph.embed import Embedder
     from iconograph.store import Store
 
@@ -84,4 +88,5 @@ def make_embedder(model, store, no_cache, batch_size, workers, device, progress)
         workers=workers,
         device=device,
         progress=progress,
+        runtime=runtime,
     )

@@ -18,6 +18,7 @@ from iconograph.cli.common import (
     NoCacheOpt,
     OutOpt,
     ProgressOpt,
+    RuntimeOpt,
     Sources,
     StoreOpt,
     WorkersOpt,
@@ -75,6 +76,7 @@ def classify(
     ] = False,
     store: StoreOpt = None,
     progress: ProgressOpt = None,
+    runtime: RuntimeOpt = "auto",
 ):
     """Zero-shot labels for every image: one JSON record per image, in input order."""
     from iconograph.classify import iter_predictions
@@ -85,7 +87,7 @@ def classify(
         fail("give exactly one of --labels or --labels-file")
     names = parse_label_list(labels) if labels is not None else read_labels_file(labels_file)
     items = read_collection(sources)
-    embedder = make_embedder(model, store, no_cache, batch_size, workers, device, progress)
+    embedder = make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime)
     classifier = ZeroShotClassifier(
         names,
         templates=templates,
@@ -144,13 +146,14 @@ def embed(
     ] = False,
     store: StoreOpt = None,
     progress: ProgressOpt = None,
+    runtime: RuntimeOpt = "auto",
 ):
     """Compute (or fetch from the cache) image embeddings."""
     from iconograph.collection import read_collection
     from iconograph.embed import write_embeddings
 
     items = read_collection(sources)
-    embedder = make_embedder(model, store, no_cache, batch_size, workers, device, progress)
+    embedder = make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime)
     result = embedder.embed_images([item.path for item in items])
     if out is not None:
         write_embeddings(result, out)

@@ -1,0 +1,31 @@
+"""The ONNX Runtime path gives the same embeddings as PyTorch, and is chosen only where it pays."""
+
+import numpy as np
+import pytest
+
+import iconograph as ig
+from iconograph.testing import save_tiny_open_clip
+from tests.conftest import cifar_images
+
+
+@pytest.mark.parametrize("kind", ["transformers", "open_clip"])
+def test_onnx_runtime_matches_torch(tmp_path, tiny_clip, kind):
+    model = str(tiny_clip) if kind == "transformers" else str(save_tiny_open_clip(tmp_path / "oc"))
+    images = cifar_images(per_class=6)
+    torch_run = ig.Embedder(model, store=tmp_path / "a", runtime="torch").embed_images(images)
+    onnx_embedder = ig.Embedder(model, store=tmp_path / "b", runtime="onnx")
+    onnx_run = onnx_embedder.embed_images(images)
+    assert onnx_embedder._onnx, "the ONNX path was not taken"
+    assert onnx_embedder._onnx.path.exists()
+    np.testing.assert_allclose(onnx_run.vectors, torch_run.vectors, atol=1e-5, rtol=1e-4)
+
+
+def test_auto_uses_torch_for_small_jobs_without_an_export(tmp_path, tiny_clip):
+    embedder = ig.Embedder(str(tiny_clip), store=tmp_path / "s", runtime="auto")
+    embedder.embed_images(cifar_images(per_class=2))
+    assert not embedder._onnx
+
+
+def test_unknown_runtime_is_refused(tiny_clip):
+    with pytest.raises(ValueError, match="runtime"):
+        ig.Embedder(str(tiny_clip), runtime="tensorrt")
