@@ -64,26 +64,36 @@ class UploadLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._refuse(scope, receive, send)
         seen = 0
-        started = False
+        overflowed = False
+        answered = False
 
         async def counting_receive():
-            nonlocal seen
+            nonlocal seen, overflowed
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    overflowed = True
                     raise _TooLarge
             return message
 
-        async def tracking_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+        async def guarded_send(message):
+            # The app may turn the interrupted read into its own error (FastAPI answers 400 for
+            # a body it could not parse); whatever it answers, the client gets the 413.
+            nonlocal answered
+            if overflowed:
+                if not answered:
+                    answered = True
+                    await self._refuse(scope, receive, send)
+                return
+            answered = answered or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, guarded_send)
         except _TooLarge:
-            if not started:
+            if not answered:
+                answered = True
                 await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope, receive, send):
