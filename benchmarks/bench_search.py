@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from iconograph.search.vectors import VectorTable  # noqa: E402
+from iconograph.search.vectors import QUERY_EF, QUERY_REFINE, VectorTable  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--ef", default=str(QUERY_EF), help="HNSW beam widths to try, comma-separated")
+    parser.add_argument("--refine", default=str(QUERY_REFINE), help="refine factors to try, comma-separated")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     import lancedb
@@ -95,17 +97,22 @@ def main() -> None:
     rss_growth = rss_mb() - rss_before
     disk_mb = folder_mb(folder)
 
-    def ann_run(qs, truths):
+    def ann_run(qs, truths, ef=QUERY_EF, refine=QUERY_REFINE):
         times, recall = [], []
         for q, truth in zip(qs, truths):
             start = time.perf_counter()
-            hits, mode = table.search(q, k)
+            hits, mode = table.search(q, k, ef=ef, refine_factor=refine)
             times.append(time.perf_counter() - start)
             assert mode == "ann"
             recall.append(len({int(h.path[4:11]) for h in hits} & truth) / k)
         return times, float(np.mean(recall))
 
-    ann_times, recall = ann_run(queries, exact_ids)
+    settings = {}
+    for ef in map(int, args.ef.split(",")):
+        for refine in map(int, args.refine.split(",")):
+            times, setting_recall = ann_run(queries, exact_ids, ef, refine)
+            settings[f"ef={ef},refine={refine}"] = {"recall_at_10": setting_recall, **percentiles(times)}
+    ann_times, recall = ann_run(queries, exact_ids)  # the defaults
 
     # incremental: 1% more rows, folded into the existing index by optimize()
     extra = unit(rng, max(1, args.n // 100), args.dim)
@@ -142,6 +149,7 @@ def main() -> None:
         "lance_exact": percentiles(lance_exact_times),
         "lance_exact_matches_numpy": f"{exact_agree}/{len(lance_exact_times)}",
         "ann": percentiles(ann_times),
+        "ann_settings": settings,
         "incremental_rows": len(extra),
         "incremental_unindexed_before": unindexed,
         "incremental_update_s": update.seconds,
@@ -158,8 +166,11 @@ def main() -> None:
     print(f"latency LanceDB exact flat scan:      p50 {flat_p['p50_ms']:.2f} ms, p95 {flat_p['p95_ms']:.2f} ms "
           f"({flat_p['p50_ms'] / numpy_p['p50_ms']:.1f}x baseline p50; top-10 equal to numpy in "
           f"{figures['lance_exact_matches_numpy']})")
-    print(f"latency ANN:                          p50 {ann_p['p50_ms']:.2f} ms, p95 {ann_p['p95_ms']:.2f} ms "
+    print(f"latency ANN (ef={QUERY_EF}, refine={QUERY_REFINE}):      p50 {ann_p['p50_ms']:.2f} ms, p95 {ann_p['p95_ms']:.2f} ms "
           f"({ann_p['p50_ms'] / numpy_p['p50_ms']:.1f}x baseline p50)")
+    for name, figures_of in settings.items():
+        print(f"  ANN {name}: recall@10 {figures_of['recall_at_10']:.3f}, p50 {figures_of['p50_ms']:.2f} ms, "
+              f"p95 {figures_of['p95_ms']:.2f} ms ({figures_of['p50_ms'] / numpy_p['p50_ms']:.1f}x baseline p50)")
     print(f"incremental: +{len(extra)} rows ({unindexed} unindexed) -> {update.action} in {update.seconds:.1f}s "
           f"({update.seconds / build_s:.2f}x the first build), {update.unindexed_rows} unindexed after; "
           f"recall@10 after {figures['recall_at_10_after_update']:.3f}")

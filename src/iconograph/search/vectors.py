@@ -257,7 +257,7 @@ class VectorTable:
         if mode == "exact":
             builder = builder.bypass_vector_index()
         else:
-            builder = builder.ef(max(ef, k)).refine_factor(refine_factor)
+            builder = builder.ef(max(ef, k * refine_factor)).refine_factor(refine_factor)  # lance: ef >= candidates
         if where:
             builder = builder.where(where, prefilter=True)
         result = builder.to_arrow()
