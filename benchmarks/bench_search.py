@@ -159,21 +159,31 @@ def main() -> None:
     }
     ann_p, flat_p = figures["ann"], figures["lance_exact"]
     print(f"{args.n} x {args.dim}-d random unit vectors, {args.queries} queries, k={k} (shared 2-core machine)")
-    print(f"index {state.index_type}: built in {build_s:.1f}s (loading rows {load_s:.1f}s); "
-          f"RSS +{rss_growth:.0f} MB while building; store on disk {disk_mb:.0f} MB")
+    print(
+        f"index {state.index_type}: built in {build_s:.1f}s (loading rows {load_s:.1f}s); "
+        f"RSS +{rss_growth:.0f} MB while building; store on disk {disk_mb:.0f} MB"
+    )
     print(f"recall@10 vs exact: {recall:.3f}")
     print(f"latency numpy brute force (baseline): p50 {numpy_p['p50_ms']:.2f} ms, p95 {numpy_p['p95_ms']:.2f} ms")
-    print(f"latency LanceDB exact flat scan:      p50 {flat_p['p50_ms']:.2f} ms, p95 {flat_p['p95_ms']:.2f} ms "
-          f"({flat_p['p50_ms'] / numpy_p['p50_ms']:.1f}x baseline p50; top-10 equal to numpy in "
-          f"{figures['lance_exact_matches_numpy']})")
-    print(f"latency ANN (ef={QUERY_EF}, refine={QUERY_REFINE}):      p50 {ann_p['p50_ms']:.2f} ms, p95 {ann_p['p95_ms']:.2f} ms "
-          f"({ann_p['p50_ms'] / numpy_p['p50_ms']:.1f}x baseline p50)")
+    print(
+        f"latency LanceDB exact flat scan:      p50 {flat_p['p50_ms']:.2f} ms, p95 {flat_p['p95_ms']:.2f} ms "
+        f"({flat_p['p50_ms'] / numpy_p['p50_ms']:.1f}x baseline p50; top-10 equal to numpy in "
+        f"{figures['lance_exact_matches_numpy']})"
+    )
+    print(
+        f"latency ANN (ef={QUERY_EF}, refine={QUERY_REFINE}):      p50 {ann_p['p50_ms']:.2f} ms, p95 {ann_p['p95_ms']:.2f} ms "
+        f"({ann_p['p50_ms'] / numpy_p['p50_ms']:.1f}x baseline p50)"
+    )
     for name, figures_of in settings.items():
-        print(f"  ANN {name}: recall@10 {figures_of['recall_at_10']:.3f}, p50 {figures_of['p50_ms']:.2f} ms, "
-              f"p95 {figures_of['p95_ms']:.2f} ms ({figures_of['p50_ms'] / numpy_p['p50_ms']:.1f}x baseline p50)")
-    print(f"incremental: +{len(extra)} rows ({unindexed} unindexed) -> {update.action} in {update.seconds:.1f}s "
-          f"({update.seconds / build_s:.2f}x the first build), {update.unindexed_rows} unindexed after; "
-          f"recall@10 after {figures['recall_at_10_after_update']:.3f}")
+        print(
+            f"  ANN {name}: recall@10 {figures_of['recall_at_10']:.3f}, p50 {figures_of['p50_ms']:.2f} ms, "
+            f"p95 {figures_of['p95_ms']:.2f} ms ({figures_of['p50_ms'] / numpy_p['p50_ms']:.1f}x baseline p50)"
+        )
+    print(
+        f"incremental: +{len(extra)} rows ({unindexed} unindexed) -> {update.action} in {update.seconds:.1f}s "
+        f"({update.seconds / build_s:.2f}x the first build), {update.unindexed_rows} unindexed after; "
+        f"recall@10 after {figures['recall_at_10_after_update']:.3f}"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
     shutil.rmtree(folder, ignore_errors=True)

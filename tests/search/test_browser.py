@@ -87,9 +87,7 @@ def test_browse_search_review_and_reload(server, browser, tmp_path):
     page.wait_for_function("document.querySelector('[data-testid=decision]').innerText === 'accept'")
     page.keyboard.press("ArrowDown")
     page.keyboard.press("x")  # remove the second
-    page.wait_for_function(
-        "document.querySelectorAll('[data-testid=decision]')[1].innerText === 'remove'"
-    )
+    page.wait_for_function("document.querySelectorAll('[data-testid=decision]')[1].innerText === 'remove'")
     page.fill("[data-testid=add-label]", "whiskers")
     page.keyboard.press("Enter")
     page.wait_for_selector("[data-testid=label-row][data-label=whiskers]")

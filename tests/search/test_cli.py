@@ -12,8 +12,20 @@ from tests.conftest import run_cli
 def test_index_search_review_export_evaluate(images, tiny_clip, tmp_path):
     store = tmp_path / "store"
     common = ["--store", store, "--collection", "coins"]
-    indexed = run_cli("index", images, "--model", tiny_clip, "--labels", "cat,dog,bird", "--top-k", "2", *common,
-                      "--json", tmp_path / "index.json", check=True)
+    indexed = run_cli(
+        "index",
+        images,
+        "--model",
+        tiny_clip,
+        "--labels",
+        "cat,dog,bird",
+        "--top-k",
+        "2",
+        *common,
+        "--json",
+        tmp_path / "index.json",
+        check=True,
+    )
     assert "12 added" in indexed.stderr and "12 embeddings computed, 0 from cache" in indexed.stderr
     assert "exact search (flat scan of 12 rows)" in indexed.stderr
     assert json.loads((tmp_path / "index.json").read_text())["state"]["mode"] == "exact"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -80,7 +81,7 @@ def test_search_text_image_and_similar(server, tiny_clip):
         np.testing.assert_allclose([h["score"] for h in result["hits"]], [h.score for h in expected], atol=1e-6)
 
         probe = result["hits"][2]["path"]
-        files = {"file": ("probe.jpg", open(probe, "rb").read(), "image/jpeg")}
+        files = {"file": ("probe.jpg", Path(probe).read_bytes(), "image/jpeg")}
         by_image = http.post("/api/collections/demo/search/image", files=files, data={"k": "3"}).json()
         assert by_image["hits"][0]["path"] == probe
         similar = http.get("/api/collections/demo/similar", params={"path": probe, "k": 3}).json()
@@ -195,7 +196,12 @@ def test_concurrent_reviews_from_20_clients_lose_nothing(server):
         ids = []
         with client(server) as http:
             for i in range(per_client):
-                body = {"path": paths[(n + i) % len(paths)], "label": f"c{n}-r{i}", "action": "add", "reviewer": f"u{n}"}
+                body = {
+                    "path": paths[(n + i) % len(paths)],
+                    "label": f"c{n}-r{i}",
+                    "action": "add",
+                    "reviewer": f"u{n}",
+                }
                 response = http.post("/api/collections/demo/reviews", json=body)
                 assert response.status_code == 201, response.text
                 ids.append(response.json()["id"])

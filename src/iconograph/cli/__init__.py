@@ -3,8 +3,8 @@
 Each module registers its commands on the shared ``app``; importing it is enough.
 """
 
+import iconograph.cli.search  # noqa: F401  (registers index, search, export, serve)
 from iconograph.cli import core  # noqa: F401  (registers classify, embed, evaluate)
-from iconograph.cli import search  # noqa: F401  (registers index, search, export, serve)
 from iconograph.cli.common import app
 
 

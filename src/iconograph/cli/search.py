@@ -12,7 +12,6 @@ import typer
 from iconograph.cli.common import (
     BatchOpt,
     DeviceOpt,
-    ModelOpt,
     ProgressOpt,
     Sources,
     StoreOpt,
@@ -72,7 +71,9 @@ def index(
     ann_threshold: Annotated[
         Optional[int], typer.Option("--ann-threshold", min=2, help="Rows from which an ANN index is built (50000).")
     ] = None,
-    rebuild: Annotated[bool, typer.Option("--rebuild-index", help="Build the ANN index now, whatever the size.")] = False,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild-index", help="Build the ANN index now, whatever the size.")
+    ] = False,
     prune: Annotated[bool, typer.Option("--prune", help="Drop rows whose files no longer exist.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the index report as JSON.")] = None,
     batch_size: BatchOpt = 32,
@@ -93,7 +94,9 @@ def index(
     if predictions is not None and (labels or labels_file):
         fail("--predictions and --labels/--labels-file exclude each other")
     target = SearchCollection(collection, store)
-    embedder = make_embedder(model or target.model_spec or DEFAULT_MODEL, store, False, batch_size, workers, device, progress)
+    embedder = make_embedder(
+        model or target.model_spec or DEFAULT_MODEL, store, False, batch_size, workers, device, progress
+    )
     tagger = None
     if labels is not None or labels_file is not None:
         names = parse_label_list(labels) if labels is not None else read_labels_file(labels_file)
@@ -219,7 +222,10 @@ def serve(
 
     token = load_or_create_token(token_file)
     config = ServiceConfig(
-        store=store, model=model or DEFAULT_MODEL, token=token, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        store=store,
+        model=model or DEFAULT_MODEL,
+        token=token,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         device=device,
     )
     application = create_app(config)

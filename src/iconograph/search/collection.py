@@ -250,9 +250,7 @@ class SearchCollection:
         if table is None:
             raise CollectionError(f"collection {self.name!r} has not been indexed yet")
         if self._vectors is None or self._vectors.name != table:
-            self._vectors = VectorTable(
-                self.store.db, table, self.meta.get("ann_threshold", DEFAULT_ANN_THRESHOLD)
-            )
+            self._vectors = VectorTable(self.store.db, table, self.meta.get("ann_threshold", DEFAULT_ANN_THRESHOLD))
         return self._vectors
 
     def _update_meta(self, **changes) -> None:
@@ -323,7 +321,10 @@ class SearchCollection:
                 if retag:
                     write.append(i)
         labels, scores = self._predict(
-            [embeddings.paths[i] for i in write], embeddings.vectors[write], embedder, tagger or self.tagger,
+            [embeddings.paths[i] for i in write],
+            embeddings.vectors[write],
+            embedder,
+            tagger or self.tagger,
             predictions,
         )
         report.tagged = sum(1 for x in labels if x)

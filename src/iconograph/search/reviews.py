@@ -26,6 +26,8 @@ import pyarrow as pa
 ACTIONS = ("accept", "reject", "add", "remove")
 POSITIVE = frozenset({"accept", "add"})
 COMPACT_EVERY = 256  # appends between compactions: one fragment per decision otherwise
+STATE_TTL = 2.0  # seconds a folded review state is reused when nothing was written
+
 
 class _Writer:
     """The one writer of a review table in this process: a lock and the last time stamp."""
@@ -34,6 +36,7 @@ class _Writer:
         self.lock = threading.Lock()
         self.last_ns = 0
         self.appended = 0
+        self.state = None  # (appended, monotonic time, folded state)
 
 
 _WRITERS: dict[str, _Writer] = {}
@@ -211,7 +214,17 @@ class ReviewLog:
         return [r for r in self.all() if r.path == path]
 
     def state(self) -> dict[str, ImageReview]:
-        return fold(self.all())
+        """The folded decisions; reused while this process has written nothing new (for at most
+        ``STATE_TTL`` seconds, after which commits from other processes are picked up too)."""
+        writer = self._writer
+        now = time.monotonic()
+        cached = writer.state
+        if cached is not None and cached[0] == writer.appended and now - cached[1] < STATE_TTL:
+            return cached[2]
+        appended = writer.appended
+        state = fold(self.all())
+        writer.state = (appended, now, state)
+        return state
 
     def count(self) -> int:
         table = self.table

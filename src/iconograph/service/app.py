@@ -53,6 +53,7 @@ class Models:
         self._embedders: dict[str, Any] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._classifiers: OrderedDict[tuple, Any] = OrderedDict()
+        self._texts: OrderedDict[tuple, np.ndarray] = OrderedDict()  # recent query texts, in memory
         self._guard = threading.Lock()
 
     def embedder(self, spec: str):
@@ -62,17 +63,28 @@ class Models:
         with self._guard:
             if spec not in self._embedders:
                 try:
-                    self._embedders[spec] = Embedder(spec, store=self.store, workers=0, device=self.device,
-                                                     progress=False)
+                    self._embedders[spec] = Embedder(
+                        spec, store=self.store, workers=0, device=self.device, progress=False
+                    )
                 except ModelNotFoundError as exc:
                     raise HTTPException(503, f"model unavailable: {exc}") from None
                 self._locks[spec] = threading.Lock()
             return self._embedders[spec], self._locks[spec]
 
     def embed_text(self, spec: str, text: str) -> np.ndarray:
+        key = (spec, text)
+        with self._guard:
+            if key in self._texts:
+                self._texts.move_to_end(key)
+                return self._texts[key]
         embedder, lock = self.embedder(spec)
         with lock:
-            return embedder.embed_texts([text])[0]
+            vector = embedder.embed_texts([text])[0]
+        with self._guard:
+            self._texts[key] = vector
+            while len(self._texts) > 4096:
+                self._texts.popitem(last=False)
+        return vector
 
     def embed_upload(self, spec: str, data: bytes) -> np.ndarray:
         """One uploaded image's embedding, through the same cache as indexing (by content hash)."""
@@ -90,8 +102,9 @@ class Models:
             cache.add([digest], vector[None])
         return vector
 
-    def classifier(self, spec: str, labels: tuple[str, ...], templates: str, multi_label: bool, threshold: float,
-                   top_k: int | None):
+    def classifier(
+        self, spec: str, labels: tuple[str, ...], templates: str, multi_label: bool, threshold: float, top_k: int | None
+    ):
         from iconograph.zeroshot import ZeroShotClassifier
 
         key = (spec, labels, templates, multi_label, threshold, top_k)
@@ -197,8 +210,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
         threshold: Annotated[float, Form()] = 0.5,
         top_k: Annotated[int | None, Form()] = None,
         templates: Annotated[str, Form(description="default | openai | photo | none")] = "default",
-        collection_name: Annotated[str | None, Form(alias="collection", description="Use this collection's model.")]
-        = None,
+        collection_name: Annotated[
+            str | None, Form(alias="collection", description="Use this collection's model.")
+        ] = None,
     ) -> dict:
         """Zero-shot labels for one uploaded image (the classify JSONL record)."""
         from iconograph.zeroshot import TEMPLATE_SETS, LabelError, parse_label_list
@@ -242,8 +256,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         reviewed: bool | None = None,
     ) -> dict:
         """One page of the collection with predictions and review state (sorted by path)."""
-        views = collection(name).items(label=label or None, min_score=min_score, max_score=max_score,
-                                       reviewed=reviewed)
+        views = collection(name).items(label=label or None, min_score=min_score, max_score=max_score, reviewed=reviewed)
         return {
             "total": len(views),
             "offset": offset,
@@ -268,7 +281,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @app.get("/api/collections/{name}/search", tags=["search"], dependencies=auth)
     def search_text(
-        name: str, q: str, k: Annotated[int, Query(ge=1, le=1000)] = 20, label: str | None = None,
+        name: str,
+        q: str,
+        k: Annotated[int, Query(ge=1, le=1000)] = 20,
+        label: str | None = None,
         mode: str = "auto",
     ) -> dict:
         """Images nearest to a text (cosine similarity of the collection's model embeddings)."""
