@@ -69,7 +69,7 @@ def index(
         Optional[list[Path]], typer.Option("--root", help="Extra folder the service may serve images from.")
     ] = None,
     ann_threshold: Annotated[
-        Optional[int], typer.Option("--ann-threshold", min=2, help="Rows from which an ANN index is built (50000).")
+        Optional[int], typer.Option("--ann-threshold", min=2, help="Rows from which an ANN index is built (20000).")
     ] = None,
     rebuild: Annotated[
         bool, typer.Option("--rebuild-index", help="Build the ANN index now, whatever the size.")

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-DEFAULT_ANN_THRESHOLD = 50_000
+DEFAULT_ANN_THRESHOLD = 20_000
 INDEX_TYPE = "IVF_HNSW_SQ"
 HNSW_M = 32  # graph degree: 20 (LanceDB's default) loses recall on high-dimensional embeddings
 HNSW_EF_CONSTRUCTION = 300
-QUERY_EF = 1000  # beam width; recall@10 ~0.99 on 512-d random vectors (benchmarks/bench_search.py)
+QUERY_EF = 2500  # beam width: recall@10 0.98 on 100k random 512-d vectors (1000: 0.85); bench_search.py
 QUERY_REFINE = 10  # re-rank 10*k candidates on the full-precision vectors
 
 
