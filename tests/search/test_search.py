@@ -145,3 +145,12 @@ def test_unknown_collection_and_bad_names(tmp_path):
         SearchCollection("nothing", tmp_path / "store").require()
     with pytest.raises(CollectionError, match="collection name"):
         SearchCollection("../evil", tmp_path / "store")
+
+
+def test_searching_with_another_model_is_refused(indexed, tmp_path):
+    from iconograph.testing import save_tiny_clip
+
+    collection, _ = indexed
+    other = Embedder(str(save_tiny_clip(tmp_path / "other", seed=1)), store=collection.store, workers=0)
+    with pytest.raises(CollectionError, match="was indexed with model"):
+        collection.search_text("cat", other)

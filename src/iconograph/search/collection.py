@@ -364,12 +364,21 @@ class SearchCollection:
         self.require()
         return self.vectors.search(query, k, self.where(filters), mode)
 
+    def _check_model(self, embedder) -> None:
+        key = self.require().meta.get("cache_key")
+        if key and embedder.model.cache_key != key:
+            raise CollectionError(
+                f"collection {self.name!r} was indexed with model {self.model_spec}; search it with that model"
+            )
+
     def search_text(self, text: str, embedder, k: int = 20, filters: Sequence[str] = (), mode: str = "auto"):
         if not text.strip():
             raise CollectionError("the search text is empty")
+        self._check_model(embedder)
         return self.search_vector(embedder.embed_texts([text])[0], k, filters, mode)
 
     def search_image(self, path: str | os.PathLike, embedder, k: int = 20, filters=(), mode: str = "auto"):
+        self._check_model(embedder)
         result = embedder.embed_images([str(path)])
         if result.errors[0] is not None:
             raise CollectionError(f"{path}: {result.errors[0]}")
