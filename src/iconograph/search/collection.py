@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from iconograph.store import Store
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DEFAULT_COLLECTION = "default"
+META_TTL = 2.0  # seconds
 
 
 class CollectionError(ValueError):
@@ -209,6 +211,7 @@ class SearchCollection:
         self._vectors: VectorTable | None = None
         self._rows_cache: tuple[tuple, dict] | None = None
         self._rows_lock = threading.Lock()
+        self._meta: tuple[float, dict] | None = None
 
     # ---- metadata ---------------------------------------------------------------------------
 
@@ -218,7 +221,11 @@ class SearchCollection:
 
     @property
     def meta(self) -> dict:
-        return self.store.read_meta(self.meta_name) or {}
+        """The collection's metadata (re-read at most every ``META_TTL`` seconds, and after writes)."""
+        cached = self._meta
+        if cached is None or time.monotonic() - cached[0] >= META_TTL:
+            cached = self._meta = (time.monotonic(), self.store.read_meta(self.meta_name) or {})
+        return dict(cached[1])
 
     @property
     def exists(self) -> bool:
@@ -258,6 +265,7 @@ class SearchCollection:
         meta.update({k: v for k, v in changes.items() if v is not None})
         meta["name"] = self.name
         self.store.write_meta(self.meta_name, meta)
+        self._meta = None
 
     # ---- indexing ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +29,7 @@ HNSW_M = 32  # graph degree: 20 (LanceDB's default) loses recall on high-dimensi
 HNSW_EF_CONSTRUCTION = 300
 QUERY_EF = 2500  # beam width: recall@10 0.98 on 100k random 512-d vectors (1000: 0.85); bench_search.py
 QUERY_REFINE = 10  # re-rank 10*k candidates on the full-precision vectors
+STATE_TTL = 2.0  # seconds the index state is reused between writes (it costs LanceDB round trips)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class VectorTable:
         self.ann_threshold = ann_threshold
         self._lock = threading.Lock()  # one writer per table in this process
         self._table = None
+        self._state: tuple[float, IndexState] | None = None
 
     @property
     def table(self):
@@ -134,6 +136,7 @@ class VectorTable:
         """See commits made by other processes (an ``index`` run while the service is up)."""
         if self.table is not None:
             self.table.checkout_latest()
+        self._state = None
 
     # ---- writes ---------------------------------------------------------------------------
 
@@ -161,6 +164,7 @@ class VectorTable:
             },
             schema=schema(vectors.shape[1]),
         )
+        self._state = None
         with self._lock:
             if self.table is None:
                 self._table = self.db.create_table(self.name, schema=batch.schema, exist_ok=True)
@@ -174,6 +178,7 @@ class VectorTable:
     def delete_paths(self, paths: Sequence[str]) -> None:
         if not paths or self.table is None:
             return
+        self._state = None
         with self._lock:
             for start in range(0, len(paths), 1000):
                 part = paths[start : start + 1000]
@@ -188,6 +193,14 @@ class VectorTable:
         return next((ix for ix in table.list_indices() if "vector" in ix.columns), None)
 
     def state(self) -> IndexState:
+        cached = self._state
+        if cached is not None and time.monotonic() - cached[0] < STATE_TTL:
+            return replace(cached[1])
+        state = self._read_state()
+        self._state = (time.monotonic(), state)
+        return replace(state)
+
+    def _read_state(self) -> IndexState:
         rows = self.count()
         index = self.vector_index()
         if index is None:
@@ -205,6 +218,7 @@ class VectorTable:
     def maintain(self, rebuild: bool = False) -> IndexState:
         """Build the ANN index once the table passes the threshold; otherwise extend it incrementally."""
         started = time.perf_counter()
+        self._state = None
         state = self.state()
         if state.rows == 0:
             return state
@@ -221,6 +235,7 @@ class VectorTable:
             elif self.table.stats()["fragment_stats"]["num_fragments"] > 64:
                 self.table.optimize()
                 action = "compacted"
+        self._state = None
         state = self.state()
         state.action = action
         state.seconds = time.perf_counter() - started
@@ -251,7 +266,7 @@ class VectorTable:
         if table is None:
             return [], "exact"
         query = normalize_rows(np.asarray(query, np.float32).reshape(-1))
-        mode = ("ann" if self.vector_index() is not None else "exact") if mode == "auto" else mode
+        mode = self.state().mode if mode == "auto" else mode
         builder = table.search(query, vector_column_name="vector").distance_type("cosine").limit(k)
         builder = builder.select(["path", "labels", "scores", "_distance"])
         if mode == "exact":

@@ -54,6 +54,7 @@ class Models:
         self._locks: dict[str, threading.Lock] = {}
         self._classifiers: OrderedDict[tuple, Any] = OrderedDict()
         self._texts: OrderedDict[tuple, np.ndarray] = OrderedDict()  # recent query texts, in memory
+        self._uploads: OrderedDict[tuple, np.ndarray] = OrderedDict()  # recent uploads by content hash
         self._guard = threading.Lock()
 
     def embedder(self, spec: str):
@@ -90,16 +91,24 @@ class Models:
         """One uploaded image's embedding, through the same cache as indexing (by content hash)."""
         embedder, lock = self.embedder(spec)
         digest = content_hash(data)
+        with self._guard:
+            if (spec, digest) in self._uploads:
+                return self._uploads[(spec, digest)]
         cache = embedder.image_cache
         known = cache.lookup([digest]) if cache is not None else {}
         if digest in known:
-            return known[digest]
-        image = _decode(data)
-        with lock:
-            pixels = embedder.model.make_preprocess()(image)
-            vector = embedder.model.encode_images(pixels[None]).numpy()[0]
-        if cache is not None:
-            cache.add([digest], vector[None])
+            vector = known[digest]
+        else:
+            image = _decode(data)
+            with lock:
+                pixels = embedder.model.make_preprocess()(image)
+                vector = embedder.model.encode_images(pixels[None]).numpy()[0]
+            if cache is not None:
+                cache.add([digest], vector[None])
+        with self._guard:
+            self._uploads[(spec, digest)] = vector
+            while len(self._uploads) > 1024:
+                self._uploads.popitem(last=False)
         return vector
 
     def classifier(
