@@ -192,7 +192,7 @@ def main() -> None:
         )
     print(
         f"incremental: +{len(extra)} rows ({unindexed} unindexed) -> {update.action} in {update.seconds:.1f}s "
-        f"({update.seconds / build_s:.2f}x the first build), {update.unindexed_rows} unindexed after; "
+        f"({update.seconds / build_s:.2g}x the first build), {update.unindexed_rows} unindexed after; "
         f"recall@10 after {figures['recall_at_10_after_update']:.3f}"
     )
     if args.json:

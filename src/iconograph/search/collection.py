@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -394,6 +394,7 @@ class SearchCollection:
 
     def similar(self, path: str, k: int = 20, filters=(), mode: str = "auto"):
         """More like an image of the collection, using its stored vector (no model needed)."""
+        path = os.path.abspath(path)
         found = self.vectors.vectors_for([path])
         if path not in found:
             raise CollectionError(f"{path}: not in collection {self.name!r}")
@@ -466,6 +467,7 @@ class SearchCollection:
         return views
 
     def item(self, path: str) -> ItemView:
+        path = os.path.abspath(path)
         rows = self._rows()
         if path not in rows:
             raise CollectionError(f"{path}: not in collection {self.name!r}")
@@ -478,6 +480,7 @@ class SearchCollection:
 
     def review(self, review: Review) -> Review:
         """Record one decision for an image of this collection (committed before returning)."""
+        review = replace(review, path=os.path.abspath(review.path))
         if review.path not in self._rows():
             raise CollectionError(f"{review.path}: not in collection {self.name!r}")
         return self.reviews.record(review)
