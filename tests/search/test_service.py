@@ -38,6 +38,9 @@ def test_health_is_open_everything_else_needs_the_token(server):
             ("POST", "/api/classify"),
             ("GET", "/api/collections/demo/thumb?path=x"),
             ("GET", "/static/app.js"),
+            ("GET", "/openapi.json"),
+            ("GET", "/docs"),
+            ("GET", "/static/docs/swagger-ui-bundle.js"),
         ]:
             assert http.request(method, url).status_code == 401, url
         wrong = {"Authorization": "Bearer not-the-token"}
@@ -53,6 +56,9 @@ def test_health_is_open_everything_else_needs_the_token(server):
     with client(server) as http:
         assert http.get("/api/collections").status_code == 200
         assert "/api/classify" in http.get("/openapi.json").json()["paths"]
+        docs = http.get("/docs").text
+        assert "/static/docs/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()  # works offline
+        assert http.get("/static/docs/swagger-ui-bundle.js").status_code == 200
 
 
 def test_list_pages_and_filters(server):

@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -172,6 +173,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
         description="Classify images, search collections, and review labels. "
         "Authenticate with `Authorization: Bearer TOKEN` (every endpoint but /health).",
         version=_version(),
+        docs_url=None,  # the docs and the schema are served below, behind the token
+        redoc_url=None,
+        openapi_url=None,
     )
     app.add_middleware(UploadLimit, max_bytes=config.max_upload_bytes)
     auth = [Depends(require_token)]
@@ -208,6 +212,34 @@ def create_app(config: ServiceConfig) -> FastAPI:
         if name not in STATIC_FILES:
             raise HTTPException(404, "not found")
         return Response(_static(name), media_type=STATIC_FILES[name], headers={"Cache-Control": "no-cache"})
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=auth)
+    def openapi_schema() -> dict:
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False, dependencies=auth)
+    def docs():
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="iconograph API",
+            swagger_js_url="/static/docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/docs/swagger-ui.css",
+            swagger_favicon_url="/static/docs/favicon.png",
+        )
+
+    @app.get("/static/docs/{name}", include_in_schema=False, dependencies=auth)
+    def docs_assets(name: str):
+        # Swagger UI's files come from the fastapi-offline wheel: the machine may be offline,
+        # and FastAPI's default /docs page loads them from a CDN.
+        import fastapi_offline
+
+        types = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css", "favicon.png": "image/png"}
+        if name not in types:
+            raise HTTPException(404, "not found")
+        data = (Path(fastapi_offline.__file__).parent / "static" / name).read_bytes()
+        return Response(data, media_type=types[name], headers={"Cache-Control": "private, max-age=86400"})
 
     # ---- classify ------------------------------------------------------------------------------
 
