@@ -138,6 +138,10 @@ def test_ann_index_built_past_threshold_and_extended_incrementally(tmp_path):
     assert np.mean(recall) >= 0.95
     exact, mode = table.search(queries[0], 10, mode="exact")
     assert mode == "exact" and [int(h.path[1:]) for h in exact] == numpy_top_k(vectors, queries[0], 10)[0].tolist()
+    small = VectorTable(lancedb.connect(str(tmp_path / "db")), "small", ann_threshold=2500)
+    small.upsert(["a", "b"], ["h", "h"], vectors[:2])
+    with pytest.raises(ValueError, match="no ANN index yet"):
+        small.search(queries[0], 1, mode="ann")
 
 
 def test_unknown_collection_and_bad_names(tmp_path):

@@ -370,7 +370,10 @@ class SearchCollection:
         self, query: np.ndarray, k: int = 20, filters: Sequence[str] = (), mode: str = "auto"
     ) -> tuple[list[SearchHit], str]:
         self.require()
-        return self.vectors.search(query, k, self.where(filters), mode)
+        try:
+            return self.vectors.search(query, k, self.where(filters), mode)
+        except ValueError as exc:
+            raise CollectionError(str(exc)) from None
 
     def _check_model(self, embedder) -> None:
         key = self.require().meta.get("cache_key")

@@ -266,7 +266,15 @@ class VectorTable:
         if table is None:
             return [], "exact"
         query = normalize_rows(np.asarray(query, np.float32).reshape(-1))
-        mode = self.state().mode if mode == "auto" else mode
+        state = self.state()
+        if mode == "ann" and state.mode != "ann":
+            raise ValueError(
+                f"no ANN index yet ({state.rows} rows, threshold {self.ann_threshold}); build one with "
+                "'iconograph index SOURCE --rebuild-index'"
+            )
+        if mode not in ("auto", "exact", "ann"):
+            raise ValueError(f"search mode must be auto, exact or ann; got {mode!r}")
+        mode = state.mode if mode == "auto" else mode
         builder = table.search(query, vector_column_name="vector").distance_type("cosine").limit(k)
         builder = builder.select(["path", "labels", "scores", "_distance"])
         if mode == "exact":
