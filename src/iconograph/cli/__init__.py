@@ -3,8 +3,7 @@
 Each module registers its commands on the shared ``app``; importing it is enough.
 """
 
-from iconograph.cli import core  # noqa: F401  (registers classify, embed, evaluate)
-from iconograph.cli import detect as _detect  # noqa: F401  (registers detect, caption, describe, convert-boxes)
+from iconograph.cli import core, detect, search  # noqa: F401  (classify/embed/evaluate; detect/caption/describe/convert-boxes; index/search/export/serve)
 from iconograph.cli.common import app
 
 
