@@ -155,6 +155,173 @@ def save_tiny_open_clip(directory: str | Path, *, image_size: int = 32, seed: in
     return directory
 
 
+def save_owlvit(
+    directory: str | Path,
+    *,
+    version: int = 1,
+    image_size: int = 768,
+    patch_size: int = 32,
+    vision_width: int = 768,
+    vision_layers: int = 12,
+    vision_heads: int = 12,
+    text_width: int = 512,
+    text_layers: int = 12,
+    text_heads: int = 8,
+    max_text_length: int = 16,
+    seed: int = 0,
+) -> Path:
+    """Save a randomly initialised OWL-ViT (``version=1``; defaults: the B/32 architecture) or
+    OWLv2 (``version=2``) detector with its CLIP tokenizer and image processor."""
+    import torch
+    import transformers as tf
+
+    config_cls, model_cls, image_processor_cls, processor_cls = {
+        1: (tf.OwlViTConfig, tf.OwlViTForObjectDetection, tf.OwlViTImageProcessor, tf.OwlViTProcessor),
+        2: (tf.Owlv2Config, tf.Owlv2ForObjectDetection, tf.Owlv2ImageProcessor, tf.Owlv2Processor),
+    }[version]
+    directory = Path(directory)
+    vocab, _ = clip_bpe_vocab_and_merges()
+    config = config_cls(
+        text_config=dict(
+            vocab_size=len(vocab),
+            hidden_size=text_width,
+            intermediate_size=text_width * 4,
+            num_hidden_layers=text_layers,
+            num_attention_heads=text_heads,
+            max_position_embeddings=max_text_length,
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=0,
+        ),
+        vision_config=dict(
+            hidden_size=vision_width,
+            intermediate_size=vision_width * 4,
+            num_hidden_layers=vision_layers,
+            num_attention_heads=vision_heads,
+            image_size=image_size,
+            patch_size=patch_size,
+        ),
+        projection_dim=text_width,  # the class head compares projected text with text-width patch embeddings
+    )
+    torch.manual_seed(seed)
+    model = model_cls(config).eval()
+    _spread_detection_heads(model)
+    size = {"height": image_size, "width": image_size}
+    image_processor = image_processor_cls(size=size, crop_size=size) if version == 1 else image_processor_cls(size=size)
+    tokenizer = clip_tokenizer(max_text_length)
+    tokenizer.pad_token = "!"  # OWL-ViT pads with token 0 ("!"): a query whose first token is 0 counts as padding
+    processor = processor_cls(image_processor=image_processor, tokenizer=tokenizer)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+def save_tiny_owlvit(directory: str | Path, *, version: int = 1, image_size: int = 64, seed: int = 0) -> Path:
+    """An OWL-ViT (or OWLv2) small enough for tests: 64 px input, a 4x4 patch grid."""
+    return save_owlvit(
+        directory,
+        version=version,
+        image_size=image_size,
+        patch_size=16,
+        vision_width=32,
+        vision_layers=2,
+        vision_heads=2,
+        text_width=32,
+        text_layers=2,
+        text_heads=2,
+        seed=seed,
+    )
+
+
+def _spread_detection_heads(model) -> None:
+    """Re-draw the box and class heads with std 1/sqrt(fan_in): transformers initialises them with
+    std 1, which saturates every random box and score at 0 or 1 and makes comparisons meaningless."""
+    import torch
+
+    with torch.no_grad():
+        for head in (model.box_head, model.class_head):
+            for module in head.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.weight.normal_(0.0, module.in_features**-0.5)
+                    module.bias.zero_()
+
+
+BLIP_TEST_WORDS = (  # the tiny BLIP vocabulary, besides special tokens and single letters
+    "a an the of in on with and is are at by to from photo picture image close up view two three "
+    "dog cat bird raccoon tree grass black white red blue green brown shoe shoes leather coin man woman "
+    "sitting standing lying next front small large old new"
+)
+
+
+def blip_tokenizer(directory: str | Path):
+    """A BERT-style (uncased WordPiece) tokenizer for BLIP, built from a small vocabulary written
+    to ``directory/vocab.txt``: special tokens, BLIP's ``[DEC]`` start token, test words, letters."""
+    from transformers import BertTokenizer
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", ".", ",", "!", "?"]
+    words = BLIP_TEST_WORDS.split()
+    tokens += words + [t for t in letters if t not in words] + [f"##{t}" for t in letters]
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(dict.fromkeys(tokens)) + "\n", encoding="utf-8")
+    return BertTokenizer(str(vocab), do_lower_case=True, bos_token="[DEC]", model_max_length=64)
+
+
+def save_tiny_blip(directory: str | Path, *, image_size: int = 32, seed: int = 0) -> Path:
+    """A randomly initialised BLIP captioner (``BlipForConditionalGeneration``) small enough for
+    tests, saved with its processor (image processor + WordPiece tokenizer)."""
+    import tempfile
+
+    import torch
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    directory = Path(directory)
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer = blip_tokenizer(scratch)
+    vocab = tokenizer.get_vocab()
+    config = BlipConfig(
+        text_config=dict(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            encoder_hidden_size=32,
+            intermediate_size=64,
+            projection_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=vocab["[DEC]"],
+            eos_token_id=vocab["[SEP]"],
+            sep_token_id=vocab["[SEP]"],
+            pad_token_id=vocab["[PAD]"],
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            projection_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=8,
+            initializer_range=0.02,  # BLIP's default (1e-10) makes every image look the same
+        ),
+        projection_dim=32,
+        image_text_hidden_size=32,
+    )
+    torch.manual_seed(seed)
+    model = BlipForConditionalGeneration(config).eval()
+    with torch.no_grad():  # default init makes cross-attention so weak that every image gets the same caption
+        for name, module in model.text_decoder.named_modules():
+            if "crossattention" in name and isinstance(module, torch.nn.Linear):
+                module.weight.normal_(0.0, 2 * module.in_features**-0.5)
+    image_processor = BlipImageProcessor(size={"height": image_size, "width": image_size})
+    processor = BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
 def save_tiny_timm(
     directory: str | Path,
     *,

@@ -184,7 +184,13 @@ def evaluate(
         ),
     ] = None,
 ):
-    """Accuracy, top-5, F1 (micro/macro/samples), mAP, per-class scores and confusion."""
+    """Accuracy, top-5, F1 (micro/macro/samples), mAP, per-class scores and confusion (boxes: COCO mAP)."""
+    from iconograph.boxes import is_detection_file
+
+    if is_detection_file(predictions):
+        from iconograph.cli.detect import evaluate_boxes
+
+        return evaluate_boxes(predictions, truth, report, json_out)
     from iconograph.io import atomic_write_text
     from iconograph.metrics import evaluate as evaluate_predictions
 

@@ -1,0 +1,49 @@
+"""Index and search a collection, record reviews, export corrected labels.
+
+>>> import iconograph as ig
+>>> from iconograph.search import SearchCollection, TaggerConfig
+>>> col = SearchCollection("coins")
+>>> report = col.index("coins/", ig.Embedder("./my-clip"), tagger=TaggerConfig(("eagle", "zeus")))
+>>> hits, mode = col.search_text("an eagle on a thunderbolt", embedder, k=10, filters=["label=eagle"])
+"""
+
+from iconograph.search.collection import (
+    DEFAULT_COLLECTION,
+    CollectionError,
+    IndexReport,
+    ItemView,
+    LabelView,
+    PathRefused,
+    SearchCollection,
+    TaggerConfig,
+    list_collections,
+    open_collection,
+    resolve_inside,
+)
+from iconograph.search.export import export_predictions, export_reviews
+from iconograph.search.reviews import ACTIONS, Review, ReviewError, ReviewLog
+from iconograph.search.vectors import DEFAULT_ANN_THRESHOLD, IndexState, SearchHit, VectorTable
+
+__all__ = [
+    "ACTIONS",
+    "DEFAULT_ANN_THRESHOLD",
+    "DEFAULT_COLLECTION",
+    "CollectionError",
+    "IndexReport",
+    "IndexState",
+    "ItemView",
+    "LabelView",
+    "PathRefused",
+    "Review",
+    "ReviewError",
+    "ReviewLog",
+    "SearchCollection",
+    "SearchHit",
+    "TaggerConfig",
+    "VectorTable",
+    "export_predictions",
+    "export_reviews",
+    "list_collections",
+    "open_collection",
+    "resolve_inside",
+]

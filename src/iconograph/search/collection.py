@@ -1,0 +1,594 @@
+"""A named, searchable collection in the store: its roots, model, vectors, predictions and reviews.
+
+Data path of ``index``: sources -> items -> embed (through the cache: only new content is
+computed) -> predictions (zero-shot tagger, or a predictions file) -> upsert rows of changed or
+new images into the collection's :class:`VectorTable` -> build or extend the ANN index.
+
+The collection's metadata (a small JSON file in the store) remembers the model, the folders the
+collection may serve images from (its roots) and the tagger, so that indexing more images later
+tags them the same way without repeating the options.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from iconograph.collection import path_key, read_collection
+from iconograph.results import LabelScore, Prediction
+from iconograph.search.reviews import ImageReview, Review, ReviewLog
+from iconograph.search.vectors import DEFAULT_ANN_THRESHOLD, IndexState, SearchHit, VectorTable, sql_string
+from iconograph.store import Store
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+DEFAULT_COLLECTION = "default"
+META_TTL = 2.0  # seconds
+
+
+class CollectionError(ValueError):
+    """A collection that does not exist or cannot be used as asked; one line for the user."""
+
+
+class PathRefused(CollectionError):
+    """A path outside the collection's roots, with ``..``, or a link leading out of them."""
+
+
+# ---- the tagger: zero-shot settings remembered with the collection ----------------------------
+
+
+@dataclass(frozen=True)
+class TaggerConfig:
+    labels: tuple[str, ...]
+    templates: str | tuple[str, ...] = "default"
+    multi_label: bool = False
+    threshold: float | Mapping[str, float] = 0.5
+    top_k: int | None = None
+    neutral: str = "object"
+
+    def build(self, embedder):
+        from iconograph.zeroshot import ZeroShotClassifier, load_templates
+
+        templates = load_templates(list(self.templates) if isinstance(self.templates, tuple) else self.templates)
+        return ZeroShotClassifier(
+            list(self.labels),
+            templates=templates,
+            multi_label=self.multi_label,
+            threshold=dict(self.threshold) if isinstance(self.threshold, Mapping) else self.threshold,
+            top_k=self.top_k,
+            neutral=self.neutral,
+        ).prepare(embedder)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["labels"] = list(self.labels)
+        if isinstance(self.templates, tuple):
+            data["templates"] = list(self.templates)
+        if isinstance(self.threshold, Mapping):
+            data["threshold"] = dict(self.threshold)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TaggerConfig:
+        templates = data.get("templates", "default")
+        return cls(
+            tuple(data["labels"]),
+            tuple(templates) if isinstance(templates, list) else templates,
+            bool(data.get("multi_label", False)),
+            data.get("threshold", 0.5),
+            data.get("top_k"),
+            data.get("neutral", "object"),
+        )
+
+
+# ---- reports ----------------------------------------------------------------------------------
+
+
+@dataclass
+class IndexReport:
+    images: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)
+    removed: int = 0
+    computed: int = 0  # embeddings computed by the model in this run
+    cached: int = 0  # embeddings found in the cache
+    tagged: int = 0
+    state: IndexState | None = None
+
+    def summary(self) -> str:
+        parts = [
+            f"{self.images} images: {self.added} added, {self.updated} updated, {self.unchanged} unchanged",
+            f"{len(self.failed)} failed",
+        ]
+        if self.outside:
+            parts.append(f"{len(self.outside)} outside the collection roots (skipped)")
+        if self.removed:
+            parts.append(f"{self.removed} removed")
+        text = "; ".join(parts) + f"; {self.computed} embeddings computed, {self.cached} from cache"
+        if self.tagged:
+            text += f"; {self.tagged} tagged"
+        if self.state is not None:
+            text += f"\nindex: {self.state.describe()}; {self.state.action}"
+            if self.state.action != "none":
+                text += f" in {self.state.seconds:.2f}s"
+        return text
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in asdict(self).items() if k != "state"}
+        data["state"] = self.state.to_dict() if self.state else None
+        return data
+
+
+@dataclass(frozen=True)
+class LabelView:
+    """One label of one image as the review page shows it."""
+
+    label: str
+    score: float | None  # the model's score; None for a label a person added
+    decision: str | None = None  # accept | reject | add | remove | None
+    box: tuple[float, ...] | None = None
+
+    def to_record(self) -> dict:
+        return {"label": self.label, "score": self.score, "decision": self.decision, "box": self.box}
+
+
+@dataclass(frozen=True)
+class ItemView:
+    path: str
+    labels: tuple[LabelView, ...]
+    reviewed: bool
+
+    @property
+    def top_score(self) -> float | None:
+        scores = [lv.score for lv in self.labels if lv.score is not None]
+        return max(scores) if scores else None
+
+    def effective_labels(self) -> list[str]:
+        """Labels after review: predictions not rejected/removed, plus accepted/added ones."""
+        return [lv.label for lv in self.labels if lv.decision not in ("reject", "remove")]
+
+    def confirmed_labels(self) -> list[str]:
+        return [lv.label for lv in self.labels if lv.decision in ("accept", "add")]
+
+    def corrected_prediction(self) -> Prediction:
+        """The model's prediction corrected by review: confirmed labels score 1, rejected ones go."""
+        pairs = [
+            LabelScore(lv.label, 1.0 if lv.decision in ("accept", "add") else float(lv.score or 0.0))
+            for lv in self.labels
+            if lv.decision not in ("reject", "remove")
+        ]
+        return Prediction(self.path, tuple(sorted(pairs, key=lambda p: -p.score)))
+
+    def to_record(self) -> dict:
+        return {
+            "path": self.path,
+            "labels": [lv.to_record() for lv in self.labels],
+            "reviewed": self.reviewed,
+            "top_score": self.top_score,
+        }
+
+
+def item_view(path: str, labels: Sequence[str], scores: Sequence[float], review: ImageReview | None) -> ItemView:
+    decisions = review.decisions if review else {}
+    views = []
+    for label, score in zip(labels, scores):
+        decision = decisions.get(label)
+        views.append(LabelView(label, float(score), decision.action if decision else None, _box(decision)))
+    predicted = set(labels)
+    for label, decision in decisions.items():
+        if label not in predicted:
+            views.append(LabelView(label, None, decision.action, _box(decision)))
+    return ItemView(path, tuple(views), bool(decisions))
+
+
+def _box(decision) -> tuple[float, ...] | None:
+    return tuple(decision.box) if decision is not None and decision.box is not None else None
+
+
+# ---- the collection ---------------------------------------------------------------------------
+
+
+class SearchCollection:
+    """A named collection in a store (``iconograph index --collection NAME``)."""
+
+    def __init__(self, name: str = DEFAULT_COLLECTION, store: Store | str | None = None):
+        if not NAME_PATTERN.match(name):
+            raise CollectionError(
+                f"collection name {name!r}: use letters, digits, '_' and '-' (up to 64, starting alphanumeric)"
+            )
+        self.name = name
+        self.store = store if isinstance(store, Store) else Store(store)
+        self.reviews = ReviewLog(self.store, name)
+        self._vectors: VectorTable | None = None
+        self._rows_cache: tuple[tuple, dict] | None = None
+        self._rows_lock = threading.Lock()
+        self._meta: tuple[float, dict] | None = None
+
+    # ---- metadata ---------------------------------------------------------------------------
+
+    @property
+    def meta_name(self) -> str:
+        return f"search_collection_{self.name}"
+
+    @property
+    def meta(self) -> dict:
+        """The collection's metadata (re-read at most every ``META_TTL`` seconds, and after writes)."""
+        cached = self._meta
+        if cached is None or time.monotonic() - cached[0] >= META_TTL:
+            cached = self._meta = (time.monotonic(), self.store.read_meta(self.meta_name) or {})
+        return dict(cached[1])
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.meta.get("table"))
+
+    def require(self) -> SearchCollection:
+        if not self.exists:
+            known = list_collections(self.store)
+            hint = f" (known: {', '.join(known)})" if known else " (run 'iconograph index SOURCE' first)"
+            raise CollectionError(f"no collection named {self.name!r} in {self.store.root}{hint}")
+        return self
+
+    @property
+    def roots(self) -> list[str]:
+        return list(self.meta.get("roots", []))
+
+    @property
+    def model_spec(self) -> str | None:
+        return self.meta.get("model")
+
+    @property
+    def tagger(self) -> TaggerConfig | None:
+        data = self.meta.get("tagger")
+        return TaggerConfig.from_dict(data) if data else None
+
+    @property
+    def vectors(self) -> VectorTable:
+        table = self.meta.get("table")
+        if table is None:
+            raise CollectionError(f"collection {self.name!r} has not been indexed yet")
+        if self._vectors is None or self._vectors.name != table:
+            self._vectors = VectorTable(self.store.db, table, self.meta.get("ann_threshold", DEFAULT_ANN_THRESHOLD))
+        return self._vectors
+
+    def _update_meta(self, **changes) -> None:
+        meta = self.meta
+        meta.update({k: v for k, v in changes.items() if v is not None})
+        meta["name"] = self.name
+        self.store.write_meta(self.meta_name, meta)
+        self._meta = None
+
+    # ---- indexing ---------------------------------------------------------------------------
+
+    def index(
+        self,
+        sources: str | os.PathLike | Iterable[str | os.PathLike],
+        embedder,
+        *,
+        tagger: TaggerConfig | None = None,
+        predictions: Sequence[Prediction] | None = None,
+        roots: Sequence[str | os.PathLike] = (),
+        prune: bool = False,
+        rebuild: bool = False,
+        ann_threshold: int | None = None,
+    ) -> IndexReport:
+        """Add new or changed images of ``sources``; embed only what the cache lacks.
+
+        ``tagger`` tags every image (and is remembered for later runs); ``predictions``
+        (from ``classify``/``predict``) attach existing predictions by path instead.
+        """
+        if isinstance(sources, (str, os.PathLike)):
+            sources = [sources]
+        sources = [Path(s) for s in sources]
+        items = read_collection(sources)
+        all_roots = sorted(set(self.roots) | set(collection_roots(sources)) | {os.path.realpath(r) for r in roots})
+        report = IndexReport(images=len(items))
+        paths, report.outside = _split_inside([os.path.abspath(item.path) for item in items], all_roots)
+
+        model = embedder.model
+        table = f"search_{self.name}_{model.cache_key[:16]}"
+        previous_tagger = self.tagger if self.meta.get("table") == table else None
+        self._update_meta(
+            model=_model_spec(model.spec),
+            cache_key=model.cache_key,
+            table=table,
+            roots=all_roots,
+            ann_threshold=ann_threshold or self.meta.get("ann_threshold") or DEFAULT_ANN_THRESHOLD,
+        )
+        if tagger is not None:
+            self._update_meta(tagger=tagger.to_dict())
+        vectors = self.vectors
+        if ann_threshold:
+            vectors.ann_threshold = ann_threshold
+
+        existing = _existing_hashes(vectors)
+        embeddings = embedder.embed_images(paths)
+        report.computed, report.cached = embeddings.computed, embeddings.cached
+        retag = predictions is not None or (tagger is not None and tagger != previous_tagger)
+        write: list[int] = []
+        for i, (path, digest, error) in enumerate(zip(embeddings.paths, embeddings.hashes, embeddings.errors)):
+            if error is not None:
+                report.failed.append((path, error))
+            elif path not in existing:
+                report.added += 1
+                write.append(i)
+            elif existing[path] != digest:
+                report.updated += 1
+                write.append(i)
+            else:
+                report.unchanged += 1
+                if retag:
+                    write.append(i)
+        labels, scores = self._predict(
+            [embeddings.paths[i] for i in write],
+            embeddings.vectors[write],
+            embedder,
+            tagger or self.tagger,
+            predictions,
+        )
+        report.tagged = sum(1 for x in labels if x)
+        vectors.upsert(
+            [embeddings.paths[i] for i in write],
+            [embeddings.hashes[i] for i in write],
+            embeddings.vectors[write],
+            labels,
+            scores,
+        )
+        if prune:
+            gone = [p for p in existing if not os.path.exists(p)]
+            vectors.delete_paths(gone)
+            report.removed = len(gone)
+        report.state = vectors.maintain(rebuild=rebuild)
+        self._update_meta(index=report.state.to_dict())
+        return report
+
+    def _predict(self, paths, matrix, embedder, tagger, predictions) -> tuple[list[list[str]], list[list[float]]]:
+        if not paths:
+            return [], []
+        if predictions is not None:
+            by_path = {path_key(p.path): p for p in predictions}
+            found = [by_path.get(path_key(path)) for path in paths]
+            decided = [p.labels if p is not None and p.error is None else () for p in found]
+        elif tagger is not None:
+            decided = tagger.build(embedder).predict(matrix)
+        else:
+            decided = [() for _ in paths]
+        return [[ls.label for ls in d] for d in decided], [[ls.score for ls in d] for d in decided]
+
+    # ---- search -----------------------------------------------------------------------------
+
+    def search_vector(
+        self, query: np.ndarray, k: int = 20, filters: Sequence[str] = (), mode: str = "auto"
+    ) -> tuple[list[SearchHit], str]:
+        self.require()
+        try:
+            return self.vectors.search(query, k, self.where(filters), mode)
+        except ValueError as exc:
+            raise CollectionError(str(exc)) from None
+
+    def _check_model(self, embedder) -> None:
+        key = self.require().meta.get("cache_key")
+        if key and embedder.model.cache_key != key:
+            raise CollectionError(
+                f"collection {self.name!r} was indexed with model {self.model_spec}; search it with that model"
+            )
+
+    def search_text(self, text: str, embedder, k: int = 20, filters: Sequence[str] = (), mode: str = "auto"):
+        if not text.strip():
+            raise CollectionError("the search text is empty")
+        self._check_model(embedder)
+        return self.search_vector(embedder.embed_texts([text])[0], k, filters, mode)
+
+    def search_image(self, path: str | os.PathLike, embedder, k: int = 20, filters=(), mode: str = "auto"):
+        self._check_model(embedder)
+        result = embedder.embed_images([str(path)])
+        if result.errors[0] is not None:
+            raise CollectionError(f"{path}: {result.errors[0]}")
+        return self.search_vector(result.vectors[0], k, filters, mode)
+
+    def similar(self, path: str, k: int = 20, filters=(), mode: str = "auto"):
+        """More like an image of the collection, using its stored vector (no model needed)."""
+        path = os.path.abspath(path)
+        found = self.vectors.vectors_for([path])
+        if path not in found:
+            raise CollectionError(f"{path}: not in collection {self.name!r}")
+        return self.search_vector(found[path], k, filters, mode)
+
+    def where(self, filters: Sequence[str]) -> str | None:
+        """``label=X`` filters (all must hold) as a LanceDB SQL prefilter over reviewed labels.
+
+        A label matches when the model predicted it and no review rejected or removed it, or
+        when a review accepted or added it. Reviews are few, so their paths go in as lists.
+        """
+        clauses = []
+        state = self.reviews.state() if filters else {}
+        for label in parse_filters(filters):
+            confirmed = [p for p, r in state.items() if label in r.decisions and r.decisions[label].positive]
+            excluded = [p for p, r in state.items() if label in r.decisions and not r.decisions[label].positive]
+            clause = f"array_has(labels, {sql_string(label)})"
+            if confirmed:
+                clause = f"({clause} OR path IN ({', '.join(map(sql_string, confirmed))}))"
+            if excluded:
+                clause = f"({clause} AND path NOT IN ({', '.join(map(sql_string, excluded))}))"
+            clauses.append(clause)
+        return " AND ".join(clauses) or None
+
+    # ---- browsing and review ---------------------------------------------------------------
+
+    def _rows(self) -> dict[str, tuple[list[str], list[float]]]:
+        """path -> (labels, scores), cached until the table changes."""
+        vectors = self.vectors
+        vectors.refresh()
+        key = (vectors.name, vectors.table.version if vectors.table is not None else -1)
+        with self._rows_lock:
+            if self._rows_cache is None or self._rows_cache[0] != key:
+                rows = vectors.rows(("path", "labels", "scores"))
+                data = {
+                    p: (list(lab or []), [float(s) for s in sc or []])
+                    for p, lab, sc in zip(
+                        rows.column("path").to_pylist(),
+                        rows.column("labels").to_pylist(),
+                        rows.column("scores").to_pylist(),
+                    )
+                }
+                self._rows_cache = (key, dict(sorted(data.items())))
+            return self._rows_cache[1]
+
+    def items(
+        self,
+        *,
+        label: str | None = None,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        reviewed: bool | None = None,
+    ) -> list[ItemView]:
+        """Every indexed image with its predictions and review state, filtered, sorted by path."""
+        self.require()
+        state = self.reviews.state()
+        views = []
+        for path, (labels, scores) in self._rows().items():
+            view = item_view(path, labels, scores, state.get(path))
+            if label and label not in view.effective_labels():
+                continue
+            if reviewed is not None and view.reviewed != reviewed:
+                continue
+            score = _score_of(view, label)
+            if min_score is not None and (score is None or score < min_score):
+                continue
+            if max_score is not None and (score is None or score > max_score):
+                continue
+            views.append(view)
+        return views
+
+    def item(self, path: str) -> ItemView:
+        path = os.path.abspath(path)
+        rows = self._rows()
+        if path not in rows:
+            raise CollectionError(f"{path}: not in collection {self.name!r}")
+        labels, scores = rows[path]
+        return item_view(path, labels, scores, self.reviews.state().get(path))
+
+    def views(self, hits: Sequence[SearchHit]) -> list[ItemView]:
+        state = self.reviews.state()
+        return [item_view(h.path, h.labels, h.scores, state.get(h.path)) for h in hits]
+
+    def review(self, review: Review) -> Review:
+        """Record one decision for an image of this collection (committed before returning)."""
+        review = replace(review, path=os.path.abspath(review.path))
+        if review.path not in self._rows():
+            raise CollectionError(f"{review.path}: not in collection {self.name!r}")
+        return self.reviews.record(review)
+
+    def label_names(self) -> list[str]:
+        names = {lab for labels, _ in self._rows().values() for lab in labels}
+        names |= {r.label for r in self.reviews.all()}
+        tagger = self.tagger
+        if tagger:
+            names |= set(tagger.labels)
+        return sorted(names)
+
+    # ---- files ------------------------------------------------------------------------------
+
+    def resolve(self, path: str) -> Path:
+        """The real file for ``path`` if it lies inside a root of this collection; else PathRefused."""
+        return resolve_inside(path, self.roots)
+
+    def stats(self) -> dict:
+        self.require()
+        return {
+            "name": self.name,
+            "model": self.model_spec,
+            "roots": self.roots,
+            "images": self.vectors.count(),
+            "reviews": self.reviews.count(),
+            "index": self.vectors.state().to_dict(),
+            "tagger": self.tagger.to_dict() if self.tagger else None,
+        }
+
+
+def _score_of(view: ItemView, label: str | None) -> float | None:
+    if label is None:
+        return view.top_score
+    return next((lv.score for lv in view.labels if lv.label == label), None)
+
+
+def parse_filters(filters: Sequence[str]) -> list[str]:
+    labels = []
+    for text in filters:
+        key, sep, value = text.partition("=")
+        if not sep or key.strip() != "label" or not value.strip():
+            raise CollectionError(f"filter {text!r}: write label=NAME")
+        labels.append(value.strip())
+    return labels
+
+
+def list_collections(store: Store) -> list[str]:
+    folder = store.root / "meta"
+    prefix = "search_collection_"
+    return sorted(p.stem[len(prefix) :] for p in folder.glob(f"{prefix}*.json")) if folder.exists() else []
+
+
+def collection_roots(sources: Sequence[Path]) -> list[str]:
+    """The folders a collection may serve files from: each folder source, or a file source's folder."""
+    roots = []
+    for source in sources:
+        real = os.path.realpath(source)
+        roots.append(real if os.path.isdir(real) else os.path.dirname(real))
+    return roots
+
+
+def is_inside(real: str, roots: Sequence[str]) -> bool:
+    return any(real == root or os.path.commonpath([real, root]) == root for root in roots)
+
+
+def _split_inside(paths: list[str], roots: Sequence[str]) -> tuple[list[str], list[str]]:
+    inside, outside = [], []
+    for path in paths:
+        (inside if is_inside(os.path.realpath(path), roots) else outside).append(path)
+    return inside, outside
+
+
+def resolve_inside(path: str, roots: Sequence[str]) -> Path:
+    """Resolve ``path`` (absolute, or relative to a root) to a file inside one of ``roots``.
+
+    Refused: ``..`` components, and anything whose real path (all links followed) leaves the
+    roots, so a link inside a root cannot lead out of it.
+    """
+    if not path or "\x00" in path:
+        raise PathRefused("empty or invalid path")
+    if ".." in Path(path).parts or ".." in path.replace("\\", "/").split("/"):
+        raise PathRefused(f"{path}: '..' is not allowed")
+    candidates = [path] if os.path.isabs(path) else [os.path.join(root, path) for root in roots]
+    for candidate in candidates:
+        real = os.path.realpath(candidate)
+        if is_inside(real, roots):
+            if os.path.isfile(real):
+                return Path(real)
+        elif os.path.lexists(candidate):
+            raise PathRefused(f"{path}: outside the collection's folders")
+    if os.path.isabs(path) and not is_inside(os.path.realpath(path), roots):
+        raise PathRefused(f"{path}: outside the collection's folders")
+    raise FileNotFoundError(f"{path}: no such file in the collection's folders")
+
+
+def _existing_hashes(vectors: VectorTable) -> dict[str, str]:
+    rows = vectors.rows(("path", "hash"))
+    return dict(zip(rows.column("path").to_pylist(), rows.column("hash").to_pylist()))
+
+
+def _model_spec(spec: str) -> str:
+    """Local model folders are remembered as absolute paths, so ``serve`` works from anywhere."""
+    return os.path.abspath(spec) if os.path.exists(spec) else spec
+
+
+def open_collection(name: str = DEFAULT_COLLECTION, store: Store | str | None = None) -> SearchCollection:
+    return SearchCollection(name, store).require()

@@ -1,0 +1,48 @@
+"""Reviewed labels out of the store: truth files for ``evaluate``/``train``, corrected predictions.
+
+* :func:`export_reviews`: one row per reviewed image, ``path,labels`` with the labels a person
+  accepted or added (``;``-separated in CSV, a list in JSONL) — what
+  :func:`iconograph.metrics.read_truth` and :func:`iconograph.collection.read_collection` read.
+  ``include_predicted=True`` also keeps predicted labels that nobody rejected or removed.
+* :func:`export_predictions`: every indexed image in the classify contract, predictions
+  corrected by review (confirmed labels score 1.0, rejected/removed ones dropped).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from iconograph.collection import LABEL_SEPARATOR
+from iconograph.io import atomic_open
+from iconograph.results import write_predictions
+
+
+def export_reviews(collection, out: str | Path, *, include_predicted: bool = False) -> int:
+    """Write the reviewed images' labels; returns the number of rows."""
+    out = Path(out)
+    rows = []
+    for view in collection.items(reviewed=True):
+        labels = view.effective_labels() if include_predicted else view.confirmed_labels()
+        rows.append((view.path, labels))
+    suffix = out.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        with atomic_open(out) as handle:
+            for path, labels in rows:
+                handle.write(json.dumps({"path": path, "labels": labels}, ensure_ascii=False) + "\n")
+    elif suffix in (".csv", ".tsv"):
+        with atomic_open(out, newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t" if suffix == ".tsv" else ",")
+            writer.writerow(["path", "labels"])
+            for path, labels in rows:
+                writer.writerow([path, LABEL_SEPARATOR.join(labels)])
+    else:
+        raise ValueError(f"{out}: reviewed labels can be written as .csv, .tsv or .jsonl")
+    return len(rows)
+
+
+def export_predictions(collection, out: str | Path) -> int:
+    """Write every image's review-corrected prediction (JSONL or CSV by suffix)."""
+    writer = write_predictions((view.corrected_prediction() for view in collection.items()), out)
+    return writer.count

@@ -1,0 +1,30 @@
+"""Thumbnails for the review page: decoded through :mod:`iconograph.decode` (EXIF-upright), cached.
+
+The cache is keyed by the file's content hash and the size, so an edited file gets a new
+thumbnail and a renamed one keeps its old one.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from iconograph.decode import content_hash, decode_bytes, read_bytes
+from iconograph.io import atomic_write_bytes
+
+THUMB_SIZES = (128, 256, 512)
+
+
+def thumbnail(path: str | Path, size: int, cache_dir: str | Path) -> bytes:
+    """JPEG bytes of ``path`` fitted in ``size`` x ``size``; raises DecodeError."""
+    size = min(THUMB_SIZES, key=lambda s: (s < size, abs(s - size)))  # a few sizes keep the cache small
+    data = read_bytes(path)
+    cached = Path(cache_dir) / f"{content_hash(data)}_{size}.jpg"
+    if cached.exists():
+        return cached.read_bytes()
+    image = decode_bytes(data)
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    atomic_write_bytes(cached, buffer.getvalue())
+    return buffer.getvalue()

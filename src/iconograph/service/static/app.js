@@ -1,0 +1,335 @@
+// iconograph review page: browse, search, and review a collection. Plain JS, no build step, no CDN.
+"use strict";
+
+const PAGE = 60;
+const state = {
+  collection: null,
+  offset: 0,
+  total: 0,
+  items: [],        // what the grid shows: items of a page, or search hits
+  mode: "browse",   // browse | search | similar
+  query: "",
+  similarTo: null,
+  current: -1,      // index into items of the open detail view
+  selected: 0,      // selected label row in the detail view
+};
+
+const $ = (id) => document.getElementById(id);
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { credentials: "same-origin", ...options });
+  if (response.status === 401) { window.location = "/"; throw new Error("not signed in"); }
+  const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
+  if (!response.ok) throw new Error((body && body.detail) || response.statusText);
+  return body;
+}
+
+const base = () => `/api/collections/${encodeURIComponent(state.collection)}`;
+const q = (params) => new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v !== null && v !== undefined)).toString();
+const thumbUrl = (path, size = 256) => `${base()}/thumb?${q({ path, size })}`;
+
+function filters() {
+  return {
+    label: $("label-filter").value,
+    min_score: $("min-score").value,
+    max_score: $("max-score").value,
+    reviewed: $("unreviewed").checked ? "false" : "",
+  };
+}
+
+// ---- loading ----------------------------------------------------------------------------------
+
+async function loadCollections() {
+  const list = await api("/api/collections");
+  const select = $("collection");
+  select.innerHTML = "";
+  for (const c of list) select.add(new Option(`${c.name} (${c.images})`, c.name));
+  if (!list.length) { $("status").textContent = "No collection yet: run 'iconograph index SOURCE' first."; return; }
+  const wanted = new URLSearchParams(location.search).get("collection");
+  state.collection = list.some((c) => c.name === wanted) ? wanted : list[0].name;
+  select.value = state.collection;
+  await loadLabels();
+  await browse(0);
+}
+
+async function loadLabels() {
+  const info = await api(base());
+  const select = $("label-filter");
+  const keep = select.value;
+  select.innerHTML = '<option value="">any</option>';
+  for (const name of info.labels) select.add(new Option(name, name));
+  select.value = info.labels.includes(keep) ? keep : "";
+  state.index = info.index;
+}
+
+async function browse(offset) {
+  state.mode = "browse";
+  const f = filters();
+  const page = await api(`${base()}/items?${q({ offset, limit: PAGE, ...f })}`);
+  state.offset = page.offset;
+  state.total = page.total;
+  state.items = page.items;
+  render(`${page.total} images` + (f.label ? ` labelled “${f.label}”` : ""));
+}
+
+async function search(text) {
+  state.mode = "search";
+  state.query = text;
+  const f = filters();
+  const result = await api(`${base()}/search?${q({ q: text, k: PAGE, label: f.label })}`);
+  state.items = applyScoreFilter(result.hits, f);
+  render(`${state.items.length} results for “${text}” · ${result.index}`);
+}
+
+async function similar(path) {
+  state.mode = "similar";
+  state.similarTo = path;
+  const f = filters();
+  const result = await api(`${base()}/similar?${q({ path, k: PAGE, label: f.label })}`);
+  state.items = applyScoreFilter(result.hits, f);
+  render(`${state.items.length} images like ${basename(path)} · ${result.index}`);
+}
+
+function applyScoreFilter(hits, f) {
+  // search hits are ranked by similarity; the score filter still applies to their label scores
+  return hits.filter((h) => {
+    const s = topScore(h, f.label);
+    if (f.min_score !== "" && (s === null || s < +f.min_score)) return false;
+    if (f.max_score !== "" && (s === null || s > +f.max_score)) return false;
+    if (f.reviewed === "false" && h.reviewed) return false;
+    return true;
+  });
+}
+
+function topScore(item, label) {
+  const scores = item.labels.filter((l) => l.score !== null && (!label || l.label === label)).map((l) => l.score);
+  return scores.length ? Math.max(...scores) : null;
+}
+
+async function reload() {
+  if (state.mode === "search") return search(state.query);
+  if (state.mode === "similar") return similar(state.similarTo);
+  return browse(state.offset);
+}
+
+// ---- the grid ---------------------------------------------------------------------------------
+
+function basename(path) { return path.split(/[\\/]/).pop(); }
+function fmt(score) { return score === null || score === undefined ? "—" : score.toFixed(2); }
+
+function render(status) {
+  $("status").textContent = status;
+  const grid = $("grid");
+  grid.innerHTML = "";
+  state.items.forEach((item, i) => grid.appendChild(card(item, i)));
+  const paging = state.mode === "browse";
+  $("pager").hidden = !paging || state.total <= PAGE;
+  $("prev").disabled = state.offset === 0;
+  $("next").disabled = state.offset + PAGE >= state.total;
+  $("page-info").textContent = paging ? `${state.offset + 1}–${Math.min(state.offset + PAGE, state.total)} of ${state.total}` : "";
+}
+
+function card(item, i) {
+  const el = document.createElement("div");
+  el.className = "card";
+  el.tabIndex = 0;
+  el.dataset.testid = "card";
+  el.dataset.path = item.path;
+  const img = document.createElement("img");
+  img.loading = "lazy";
+  img.alt = basename(item.path);
+  img.src = thumbUrl(item.path);
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const name = document.createElement("div");
+  name.className = "name";
+  name.textContent = basename(item.path);
+  name.title = item.path;
+  const tags = document.createElement("div");
+  tags.className = "tags";
+  for (const l of item.labels.slice(0, 3)) {
+    const tag = document.createElement("span");
+    tag.className = `tag ${l.decision || ""}`;
+    tag.textContent = `${l.label} ${fmt(l.score)}`;
+    tags.appendChild(tag);
+  }
+  const row = document.createElement("div");
+  row.className = "row";
+  const info = document.createElement("span");
+  info.className = "badge";
+  info.textContent = (item.score !== undefined ? `sim ${item.score.toFixed(3)} ` : "") + (item.reviewed ? "✓ reviewed" : "");
+  const more = document.createElement("button");
+  more.className = "similar";
+  more.type = "button";
+  more.textContent = "More like this";
+  more.dataset.testid = "more-like-this";
+  more.addEventListener("click", (event) => { event.stopPropagation(); similar(item.path).catch(showError); });
+  row.append(info, more);
+  meta.append(name, tags, row);
+  el.append(img, meta);
+  el.addEventListener("click", () => openDetail(i));
+  el.addEventListener("keydown", (event) => { if (event.key === "Enter") openDetail(i); });
+  return el;
+}
+
+// ---- the detail view --------------------------------------------------------------------------
+
+async function openDetail(i) {
+  if (i < 0 || i >= state.items.length) return;
+  state.current = i;
+  const item = await api(`${base()}/item?${q({ path: state.items[i].path })}`);
+  state.items[i] = { ...state.items[i], ...item };
+  $("detail").hidden = false;
+  $("detail-path").textContent = item.path;
+  const img = $("detail-image");
+  img.onload = () => drawBoxes(item);
+  img.src = `${base()}/image?${q({ path: item.path })}`;
+  state.selected = Math.min(state.selected, Math.max(0, item.labels.length - 1));
+  renderLabels(item);
+  document.querySelectorAll(".card").forEach((c, j) => c.classList.toggle("current", j === i));
+}
+
+function renderLabels(item) {
+  const body = $("detail-labels").tBodies[0];
+  body.innerHTML = "";
+  item.labels.forEach((l, row) => {
+    const tr = document.createElement("tr");
+    tr.dataset.label = l.label;
+    tr.dataset.testid = "label-row";
+    tr.className = row === state.selected ? "selected" : "";
+    const cells = [l.label, fmt(l.score), l.decision || ""];
+    cells.forEach((text, c) => {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (c === 2) { td.className = `decision ${l.decision || ""}`; td.dataset.testid = "decision"; }
+      tr.appendChild(td);
+    });
+    const buttons = document.createElement("td");
+    for (const [action, key] of [["accept", "a"], ["reject", "r"], ["remove", "x"]]) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = action;
+      b.title = key;
+      b.dataset.action = action;
+      b.addEventListener("click", () => { state.selected = row; decide(action, l.label); });
+      buttons.appendChild(b);
+    }
+    tr.appendChild(buttons);
+    tr.addEventListener("click", () => { state.selected = row; renderLabels(item); });
+    body.appendChild(tr);
+  });
+  drawBoxes(item);
+}
+
+function drawBoxes(item) {
+  const img = $("detail-image");
+  const svg = $("boxes");
+  svg.innerHTML = "";
+  if (!img.naturalWidth) return;
+  svg.setAttribute("viewBox", `0 0 ${img.naturalWidth} ${img.naturalHeight}`);
+  for (const l of item.labels) {
+    if (!l.box || l.decision === "reject" || l.decision === "remove") continue;
+    const [x1, y1, x2, y2] = l.box;
+    const rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+    Object.entries({ x: x1, y: y1, width: x2 - x1, height: y2 - y1 }).forEach(([k, v]) => rect.setAttribute(k, v));
+    const text = document.createElementNS("http://www.w3.org/2000/svg", "text");
+    text.setAttribute("x", x1 + 2);
+    text.setAttribute("y", y1 + 12);
+    text.textContent = l.label;
+    svg.append(rect, text);
+  }
+}
+
+function closeDetail() {
+  $("detail").hidden = true;
+  state.current = -1;
+  reload().catch(showError);
+}
+
+async function decide(action, label) {
+  const item = state.items[state.current];
+  if (!item || !label) return;
+  try {
+    await api(`${base()}/reviews`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ path: item.path, label, action }),
+    });
+    message(`${action}: ${label}`);
+    await openDetail(state.current);
+  } catch (error) { message(error.message, true); }
+}
+
+function selectedLabel() {
+  const item = state.items[state.current];
+  return item && item.labels[state.selected] ? item.labels[state.selected].label : null;
+}
+
+function message(text, error = false) {
+  const el = $("detail-message");
+  el.textContent = text;
+  el.className = error ? "error" : "";
+}
+
+function showError(error) { $("status").textContent = `error: ${error.message}`; }
+
+// ---- keys and controls ------------------------------------------------------------------------
+
+document.addEventListener("keydown", (event) => {
+  const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement?.tagName);
+  if (!$("detail").hidden) {
+    if (event.key === "Escape") { if (typing) document.activeElement.blur(); else closeDetail(); return; }
+    if (typing) return;
+    const item = state.items[state.current];
+    const keys = {
+      a: () => decide("accept", selectedLabel()),
+      r: () => decide("reject", selectedLabel()),
+      x: () => decide("remove", selectedLabel()),
+      n: () => $("add-label").focus(),
+      m: () => { const p = item.path; $("detail").hidden = true; similar(p).catch(showError); },
+      ArrowDown: () => { state.selected = Math.min(state.selected + 1, item.labels.length - 1); renderLabels(item); },
+      ArrowUp: () => { state.selected = Math.max(state.selected - 1, 0); renderLabels(item); },
+      ArrowRight: () => openDetail(state.current + 1),
+      ArrowLeft: () => openDetail(state.current - 1),
+    };
+    keys.j = keys.ArrowDown;
+    keys.k = keys.ArrowUp;
+    if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
+    return;
+  }
+  if (event.key === "/" && !typing) { event.preventDefault(); $("query").focus(); }
+});
+
+$("search-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = $("query").value.trim();
+  (text ? search(text) : browse(0)).catch(showError);
+});
+$("clear").addEventListener("click", () => { $("query").value = ""; browse(0).catch(showError); });
+$("add-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const label = $("add-label").value.trim();
+  if (!label) return;
+  $("add-label").value = "";
+  $("add-label").blur();
+  decide("add", label);
+});
+$("similar").addEventListener("click", () => {
+  const p = state.items[state.current].path;
+  $("detail").hidden = true;
+  similar(p).catch(showError);
+});
+$("close").addEventListener("click", closeDetail);
+$("detail").addEventListener("click", (event) => { if (event.target.id === "detail") closeDetail(); });
+$("prev").addEventListener("click", () => browse(Math.max(0, state.offset - PAGE)).catch(showError));
+$("next").addEventListener("click", () => browse(state.offset + PAGE).catch(showError));
+$("collection").addEventListener("change", async (event) => {
+  state.collection = event.target.value;
+  await loadLabels();
+  await browse(0);
+});
+for (const id of ["label-filter", "min-score", "max-score", "unreviewed"]) {
+  $(id).addEventListener("change", () => (state.mode === "browse" ? browse(0) : reload()).catch(showError));
+}
+
+loadCollections().catch(showError);
