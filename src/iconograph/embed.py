@@ -1,29 +1,23 @@
 """Batched image and text embeddings with a persistent, content-addressed cache.
 
-Data path for images, per chunk of paths (in input order):
-
-1. read + hash every file in a thread pool (cheap, I/O bound);
-2. look the hashes up in the cache (key: model fingerprint, preprocessing fingerprint, content);
-3. decode + preprocess only the misses, in worker processes, while the model runs batches;
-4. append new vectors to the cache every ``flush_every`` images (one atomic Lance commit each).
-
-A run killed at any point loses at most the unflushed batch; the next run recomputes only that.
+Images go through the shared per-image data path (:mod:`iconograph.imagejobs`): hash, look up,
+decode only the misses in worker processes, embed in batches, append to the cache. The cache is
+keyed by (model fingerprint, preprocessing fingerprint, image content hash), texts by (model
+fingerprint, text). On a CPU the image tower may run through ONNX Runtime (:mod:`iconograph.runtime`).
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
 from iconograph.backends import Backend, Scoring, load_model
-from iconograph.decode import DecodeError, content_hash, decode_bytes, one_line, read_bytes
-from iconograph.progress import progress_bar
+from iconograph.decode import content_hash, decode_bytes, one_line
+from iconograph.imagejobs import ImageJobRunner, ImageResult, default_workers
 from iconograph.runtime import AUTO_MIN_IMAGES, RUNTIMES, OnnxImageEncoder, onnx_path
 from iconograph.store import Store
 
@@ -69,11 +63,6 @@ class EmbedStats:
     extra: dict = field(default_factory=dict)
 
 
-def default_workers() -> int:
-    """Decode workers: one per spare core (at least one), capped at 8."""
-    return max(1, min(8, len(os.sched_getaffinity(0)) - 1))
-
-
 class Embedder:
     """Embeds images and texts with one model, through the cache in ``store``.
 
@@ -109,6 +98,7 @@ class Embedder:
         self.runtime = runtime
         self.stats = EmbedStats()
         self._onnx = None
+        self._misses = 0
 
     # ---- images -------------------------------------------------------------------------
 
@@ -122,79 +112,55 @@ class Embedder:
 
     def iter_images(self, paths: Sequence[str]) -> Iterator[ImageEmbeddings]:
         """Embeddings chunk by chunk, in input order, so a million paths never sit in memory."""
-        paths = [str(p) for p in paths]
-        with progress_bar(len(paths), "embedding images", self.progress) as advance:
-            for start in range(0, len(paths), self.chunk_size):
-                chunk = self._embed_chunk(paths[start : start + self.chunk_size], advance)
-                self.stats.computed += chunk.computed
-                self.stats.cached += chunk.cached
-                self.stats.failed += sum(e is not None for e in chunk.errors)
-                yield chunk
+        runner = ImageJobRunner(
+            self,
+            cache=self.image_cache,
+            use_cache=self.use_cache,
+            batch_size=self.batch_size,
+            workers=self.workers,
+            chunk_size=self.chunk_size,
+            flush_every=self.flush_every,
+            max_pixels=self.max_pixels,
+            progress=self.progress,
+            description="embedding images",
+        )
+        for results in runner.run_chunks(paths):
+            chunk = _to_embeddings(results)
+            self.stats.computed += chunk.computed
+            self.stats.cached += chunk.cached
+            self.stats.failed += sum(e is not None for e in chunk.errors)
+            yield chunk
+
+    def embed_bytes(self, data: bytes) -> np.ndarray:
+        """One image given as bytes (an upload): through the same cache. Raises ``DecodeError``."""
+        digest = content_hash(data)
+        known = self.image_cache.lookup([digest]) if self.image_cache is not None else {}
+        if digest in known:
+            return known[digest]
+        pixels = self.model.make_preprocess()(decode_bytes(data, self.max_pixels))
+        vector = self.model.encode_images(pixels[None]).numpy()[0]
         if self.image_cache is not None:
-            self.image_cache.compact()
+            self.image_cache.add([digest], [vector])
+        return vector
 
-    def _embed_chunk(self, paths: list[str], advance) -> ImageEmbeddings:
-        hashes, errors = hash_files(paths)
-        known = self.image_cache.lookup([h for h in hashes if h]) if self.image_cache else {}
-        vectors: list[np.ndarray | None] = [known.get(h) if h else None for h in hashes]
-        advance(sum(v is not None for v in vectors) + sum(e is not None for e in errors))
-        todo: dict[str, list[int]] = {}  # identical files are embedded once
-        for i, (h, v) in enumerate(zip(hashes, vectors)):
-            if h and v is None:
-                todo.setdefault(h, []).append(i)
-        computed = 0
-        for index_group, vector, error in self._compute([(ids, paths[ids[0]]) for ids in todo.values()], advance):
-            for i in index_group:
-                vectors[i], errors[i] = vector, error
-            computed += vector is not None
-        dim = next((v.shape[0] for v in vectors if v is not None), 0)
-        matrix = (
-            np.stack([v if v is not None else np.zeros(dim, np.float32) for v in vectors])
-            if paths
-            else np.zeros((0, dim), np.float32)
-        )
-        cached = sum(1 for h, v in zip(hashes, vectors) if v is not None and h in known)
-        return ImageEmbeddings(paths, matrix.astype(np.float32, copy=False), errors, hashes, computed, cached)
+    # The ImageJob surface the runner drives:
 
-    def _compute(
-        self, jobs: list[tuple[list[int], str]], advance
-    ) -> Iterator[tuple[list[int], np.ndarray | None, str | None]]:
-        """Decode, preprocess and embed ``jobs`` (index group, path); yield one result per job."""
-        if not jobs:
-            return
-        loader = make_loader(
-            [path for _, path in jobs],
-            self.model.make_preprocess(),
-            self.batch_size,
-            self.workers,
-            self.max_pixels,
-            self.model.device,
-        )
-        pending_keys: list[str] = []
-        pending_vectors: list[np.ndarray] = []
-        try:
-            for batch in loader:
-                vectors = self._encode(batch.pixels, len(jobs)).numpy() if batch.valid else np.zeros((0, 0), np.float32)
-                row = 0
-                for position, digest, error in zip(batch.positions, batch.hashes, batch.errors):
-                    ids = jobs[position][0]
-                    if error is None:
-                        vector = vectors[row]
-                        row += 1
-                        pending_keys.append(digest)
-                        pending_vectors.append(vector)
-                        yield ids, vector, None
-                    else:
-                        yield ids, None, error
-                    advance(len(ids))
-                if len(pending_keys) >= self.flush_every:
-                    self._flush(pending_keys, pending_vectors)
-        finally:
-            self._flush(pending_keys, pending_vectors)
+    @property
+    def device(self) -> str:
+        return self.model.device
 
-    def _encode(self, pixels, pending: int):
+    def make_preprocess(self):
+        return self.model.make_preprocess()
+
+    def before_compute(self, misses: int) -> None:
+        self._misses = misses
+
+    def run_batch(self, pixels, sizes) -> np.ndarray:
+        return self._encode(pixels).numpy()
+
+    def _encode(self, pixels):
         """The image tower through ONNX Runtime when chosen and possible, else PyTorch."""
-        if self._onnx is None and self._wants_onnx(pixels.shape[1:], pending):
+        if self._onnx is None and self._wants_onnx(tuple(pixels.shape[1:])):
             try:
                 self._onnx = OnnxImageEncoder.load_or_export(
                     self.model, tuple(pixels.shape[1:]), self.store.root / "onnx"
@@ -206,7 +172,7 @@ class Embedder:
                 )
         return self._onnx(pixels) if self._onnx else self.model.encode_images(pixels)
 
-    def _wants_onnx(self, shape, pending: int) -> bool:
+    def _wants_onnx(self, shape: tuple[int, ...]) -> bool:
         if self._onnx is False or self.runtime == "torch" or self.model.device != "cpu":
             return False
         if self.model.name == "onnx":  # already an ONNX Runtime model
@@ -217,13 +183,8 @@ class Embedder:
             import onnxruntime  # noqa: F401
         except ImportError:
             return False
-        return onnx_path(self.store.root / "onnx", self.model, tuple(shape)).exists() or pending >= AUTO_MIN_IMAGES
-
-    def _flush(self, keys: list[str], vectors: list[np.ndarray]) -> None:
-        if self.image_cache is not None and keys:
-            self.image_cache.add(keys, np.stack(vectors))
-        keys.clear()
-        vectors.clear()
+        exported = onnx_path(self.store.root / "onnx", self.model, shape).exists()
+        return exported or self._misses >= AUTO_MIN_IMAGES
 
     # ---- texts --------------------------------------------------------------------------
 
@@ -257,104 +218,17 @@ class Embedder:
         return Scoring(meta["logit_scale"], meta["logit_bias"])
 
 
-# ---- hashing and decoding ---------------------------------------------------------------
-
-
-def hash_files(paths: Sequence[str], threads: int = 8) -> tuple[list[str | None], list[str | None]]:
-    """Content hashes, or a one-line error for files that cannot be read."""
-
-    def one(path: str) -> tuple[str | None, str | None]:
-        try:
-            data = read_bytes(path)
-        except DecodeError as exc:
-            return None, str(exc)
-        if not data:
-            return None, "empty file (0 bytes)"
-        return content_hash(data), None
-
-    with ThreadPoolExecutor(threads) as pool:
-        results = list(pool.map(one, paths))
-    return [h for h, _ in results], [e for _, e in results]
-
-
-@dataclass
-class Batch:
-    positions: list[int]
-    hashes: list[str | None]
-    errors: list[str | None]
-    pixels: object  # torch.Tensor of the valid images, in order
-    valid: int
-
-
-class DecodeDataset:
-    """Map-style dataset: position -> (position, tensor | None, content hash, error)."""
-
-    def __init__(self, paths: Sequence[str], preprocess, max_pixels: int | None = None):
-        self.paths = list(paths)
-        self.preprocess = preprocess
-        self.max_pixels = max_pixels
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, position: int):
-        try:
-            data = read_bytes(self.paths[position])
-            image = decode_bytes(data, self.max_pixels)
-        except DecodeError as exc:
-            return position, None, None, str(exc)
-        try:
-            return position, self.preprocess(image), content_hash(data), None
-        except Exception as exc:  # a model-specific transform failing on one odd image
-            return position, None, None, f"preprocessing failed: {one_line(exc)}"
-
-
-def collate(samples) -> Batch:
-    import torch
-
-    tensors = [s[1] for s in samples if s[1] is not None]
-    return Batch(
-        [s[0] for s in samples],
-        [s[2] for s in samples],
-        [s[3] for s in samples],
-        torch.stack(tensors) if tensors else None,
-        len(tensors),
-    )
-
-
-def _init_worker(_: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # decoding workers must not compete with the model's threads
-
-
-def _quiet_fork_warning() -> None:
-    # Decode workers are forked after LanceDB has started its runtime. They only decode images
-    # and never touch LanceDB, so its "fork support is experimental" warning does not apply.
-    import warnings
-
-    warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
-
-
-def make_loader(
-    paths: Sequence[str], preprocess, batch_size: int, workers: int, max_pixels: int | None, device: str
-) -> Iterable[Batch]:
-    import torch
-    from torch.utils.data import DataLoader
-
-    from iconograph.backends.base import set_torch_threads
-
-    set_torch_threads()
-    _quiet_fork_warning()
-    workers = min(workers, max(0, len(paths) // max(1, batch_size)))  # tiny jobs: no process start-up
-    return DataLoader(
-        DecodeDataset(paths, preprocess, max_pixels),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate,
-        worker_init_fn=_init_worker if workers else None,
-        prefetch_factor=4 if workers else None,
-        pin_memory=device.startswith("cuda") and torch.cuda.is_available(),
+def _to_embeddings(results: list[ImageResult]) -> ImageEmbeddings:
+    dim = next((len(r.value) for r in results if r.value is not None), 0)
+    zeros = np.zeros(dim, np.float32)
+    matrix = np.stack([zeros if r.value is None else r.value for r in results]) if results else np.zeros((0, dim))
+    return ImageEmbeddings(
+        [r.path for r in results],
+        matrix.astype(np.float32, copy=False),
+        [r.error for r in results],
+        [r.content_hash for r in results],
+        computed=len({r.content_hash for r in results if r.value is not None and not r.cached}),
+        cached=sum(r.cached for r in results),
     )
 
 

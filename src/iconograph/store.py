@@ -59,6 +59,9 @@ class Store:
     def embedding_cache(self, name: str) -> EmbeddingCache:
         return EmbeddingCache(self, name)
 
+    def record_cache(self, name: str) -> RecordCache:
+        return RecordCache(self, name)
+
     def read_meta(self, name: str) -> dict | None:
         try:
             return json.loads((self.root / "meta" / f"{name}.json").read_text())
@@ -72,13 +75,17 @@ class Store:
         return f"Store({str(self.root)!r})"
 
 
-class EmbeddingCache:
-    """Vectors keyed by a string (an image content hash, or a text), appended, never rewritten.
+class KeyedCache:
+    """Values keyed by a string (an image content hash, a text, a request digest): one Lance
+    table, appended in atomic commits, never rewritten.
 
-    Read and written with ``lance`` directly rather than through ``lancedb``: the cache is on the
+    Read and written with ``lance`` directly rather than through ``lancedb``: caches are on the
     path of every run, and importing ``lance`` costs a fraction of ``lancedb``'s start-up. The
     table is an ordinary Lance dataset in the store, so ``Store.db.open_table(name)`` opens it too.
+    Subclasses say how a value is stored in the ``value_column``.
     """
+
+    value_column = "value"
 
     def __init__(self, store: Store, name: str):
         self.store = store
@@ -86,6 +93,12 @@ class EmbeddingCache:
         self.uri = store.root / "lance" / f"{name}.lance"
         self._offsets: dict[str, int] | None = None
         self._lock = threading.Lock()
+
+    def encode(self, values: Sequence) -> pa.Array:
+        raise NotImplementedError
+
+    def decode(self, column: pa.Array) -> list:
+        raise NotImplementedError
 
     def dataset(self):
         """The latest committed version, or None before the first write."""
@@ -99,8 +112,8 @@ class EmbeddingCache:
             offsets.setdefault(key, offset)  # duplicates from concurrent writers: the first wins
         return offsets
 
-    def lookup(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        """The cached vectors for those of ``keys`` that are present."""
+    def lookup(self, keys: Sequence[str]) -> dict:
+        """The cached values for those of ``keys`` that are present."""
         dataset = self.dataset() if keys else None
         if dataset is None:
             return {}
@@ -108,26 +121,22 @@ class EmbeddingCache:
             if self._offsets is None:
                 self._offsets = self._load_offsets(dataset)
             wanted = sorted({self._offsets[k] for k in keys if k in self._offsets})
-        found: dict[str, np.ndarray] = {}
+        found: dict = {}
         for start in range(0, len(wanted), 8192):
-            rows = dataset.take(wanted[start : start + 8192], columns=["key", "vector"])
-            found.update(zip(rows.column("key").to_pylist(), _vectors(rows.column("vector"))))
+            rows = dataset.take(wanted[start : start + 8192], columns=["key", self.value_column])
+            column = rows.column(self.value_column).combine_chunks()
+            found.update(zip(rows.column("key").to_pylist(), self.decode(column)))
         return found
 
-    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+    def add(self, keys: Sequence[str], values: Sequence) -> None:
         """Append one atomic batch (a single Lance commit)."""
         import lance
 
         if not len(keys):
             return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        batch = pa.table(
-            {
-                "key": pa.array(list(keys), pa.string()),
-                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
-            }
-        )
+        batch = pa.table({"key": pa.array(list(keys), pa.string()), self.value_column: self.encode(values)})
         with self._lock:
+            self._offsets = None
             if self.dataset() is None:
                 try:
                     lance.write_dataset(batch, str(self.uri), mode="create")
@@ -135,7 +144,6 @@ class EmbeddingCache:
                 except (OSError, ValueError):  # another writer created it first: append instead
                     pass
             lance.write_dataset(batch, str(self.uri), mode="append")
-            self._offsets = None
 
     def compact(self) -> None:
         """Merge the small fragments that many appends leave behind."""
@@ -148,7 +156,26 @@ class EmbeddingCache:
         return 0 if dataset is None else dataset.count_rows()
 
 
-def _vectors(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    combined = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    width = combined.type.list_size
-    return combined.values.to_numpy(zero_copy_only=False).reshape(-1, width)
+class EmbeddingCache(KeyedCache):
+    """float32 vectors of one width (one table per model and preprocessing)."""
+
+    value_column = "vector"
+
+    def encode(self, values: Sequence) -> pa.Array:
+        vectors = np.ascontiguousarray(
+            np.stack(list(values)) if not isinstance(values, np.ndarray) else values, np.float32
+        )
+        return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+
+    def decode(self, column: pa.Array) -> list:
+        return list(column.values.to_numpy(zero_copy_only=False).reshape(-1, column.type.list_size))
+
+
+class RecordCache(KeyedCache):
+    """Small JSON documents: detections, captions, LLM answers."""
+
+    def encode(self, values: Sequence) -> pa.Array:
+        return pa.array([json.dumps(v, ensure_ascii=False) for v in values], pa.string())
+
+    def decode(self, column: pa.Array) -> list:
+        return [json.loads(v) for v in column.to_pylist()]

@@ -24,8 +24,7 @@ from iconograph.describe.facts import ItemFacts, gather_facts
 from iconograph.describe.words import count_words, limit_words
 from iconograph.io import atomic_open
 from iconograph.progress import progress_bar
-from iconograph.record_cache import RecordCache
-from iconograph.store import Store
+from iconograph.store import RecordCache, Store
 
 LLM_CACHE_TABLE = "describe_llm"
 
@@ -113,7 +112,7 @@ class Describer:
         except DescribeError as exc:
             return Description(facts.path, None, self.language, engine, error=str(exc))
         if key and not cached:
-            self.cache.add({key: {"text": raw}})
+            self.cache.add([key], [{"text": raw}])
         text, note = limit_words(raw, self.max_words)
         return Description(facts.path, text, self.language, engine, note is not None, note, cached=cached)
 

@@ -132,7 +132,7 @@ class FineTuner:
     def _loader(self, items, transform, shuffle: bool, epoch: int = 0):
         from torch.utils.data import DataLoader
 
-        from iconograph.embed import default_workers
+        from iconograph.imagejobs import default_workers
 
         workers = default_workers() if self.config.workers is None else self.config.workers
         dataset = ImageDataset([i.path for i in items], self._targets([i.labels for i in items]), transform)

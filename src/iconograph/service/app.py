@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request,
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from iconograph.decode import DecodeError, content_hash, decode_bytes
+from iconograph.decode import DecodeError, content_hash
 from iconograph.search import (
     ACTIONS,
     CollectionError,
@@ -95,17 +95,11 @@ class Models:
         with self._guard:
             if (spec, digest) in self._uploads:
                 return self._uploads[(spec, digest)]
-        cache = embedder.image_cache
-        known = cache.lookup([digest]) if cache is not None else {}
-        if digest in known:
-            vector = known[digest]
-        else:
-            image = _decode(data)
+        try:
             with lock:
-                pixels = embedder.model.make_preprocess()(image)
-                vector = embedder.model.encode_images(pixels[None]).numpy()[0]
-            if cache is not None:
-                cache.add([digest], vector[None])
+                vector = embedder.embed_bytes(data)
+        except DecodeError as exc:
+            raise HTTPException(422, f"cannot read the uploaded image: {exc}") from None
         with self._guard:
             self._uploads[(spec, digest)] = vector
             while len(self._uploads) > 1024:
@@ -132,13 +126,6 @@ class Models:
             while len(self._classifiers) > 64:
                 self._classifiers.popitem(last=False)
         return classifier
-
-
-def _decode(data: bytes):
-    try:
-        return decode_bytes(data)
-    except DecodeError as exc:
-        raise HTTPException(422, f"cannot read the uploaded image: {exc}") from None
 
 
 class ReviewIn(BaseModel):
