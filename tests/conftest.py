@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,38 @@ def run_cli(
 def cifar_images(split: str = "test", classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 5) -> list[Path]:
     root = SHARED_DATA / "cifar10" / split
     return [p for c in classes for p in sorted((root / c).glob("*.jpg"))[:per_class]]
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; .ci/run installs it
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # the machine is offline: no background connections
+    "--disable-component-update",
+    "--disable-sync",
+]
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium)"
+)
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian chromium driven by Playwright (never `playwright install`: it downloads)."""
+    from playwright.sync_api import sync_playwright  # a dev dependency: missing means a broken install
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def keep_artifact(path: Path, name: str | None = None) -> None:
+    """Copy a screenshot to $ICONOGRAPH_TEST_ARTIFACTS (when set) so it outlives the tmp dir."""
+    keep = os.environ.get("ICONOGRAPH_TEST_ARTIFACTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(keep) / (name or path.name))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,21 +9,9 @@ import pytest
 
 from iconograph.report import write_full_report
 from iconograph.results import LabelScore, Prediction
-from tests.conftest import run_cli
+from tests.conftest import keep_artifact, needs_chromium, run_cli
 from tests.learn.conftest import cifar_rows
 
-ARTIFACTS = Path("/work/wt3-artifacts")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SECTIONS = ["headline", "per-class", "pr-curves", "examples", "agreement", "embedding-map"]
 
 
@@ -51,37 +38,30 @@ def fake_predictions(multi_label: bool, seed: int = 0):
     return predictions, truth
 
 
-def render(html: Path, screenshot: Path) -> dict:
-    from playwright.sync_api import sync_playwright
-
+def render(browser, html: Path, screenshot: Path) -> dict:
     errors: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("requestfailed", lambda request: errors.append(f"request failed: {request.url}"))
-            page.goto(html.as_uri())
-            found = {section: page.locator(f"section#{section}").is_visible() for section in SECTIONS}
-            found["confusion"] = page.locator("section#confusion").count() == 1
-            plots = page.locator("img.plot").evaluate_all("imgs => imgs.map(i => i.naturalWidth > 0 && i.complete)")
-            page.locator("#per-class-table th", has_text="F1").click()
-            first_f1 = [
-                float(v)
-                for v in page.locator("#per-class-table tbody tr td:nth-child(4)").evaluate_all(
-                    "cells => cells.map(c => c.dataset.value)"
-                )
-            ]
-            page.locator("#map-svg circle").last.hover()  # the last is drawn on top
-            tooltip = page.locator("#map-tip").inner_text() if page.locator("#map-tip").is_visible() else ""
-            tooltip_image = page.locator("#map-tip img").count()
-            external = page.evaluate(
-                "() => [...document.querySelectorAll('[src]')].map(e => e.getAttribute('src')).filter(s => !s.startsWith('data:'))"
-            )
-            page.screenshot(path=str(screenshot), full_page=True)
-        finally:
-            browser.close()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("requestfailed", lambda request: errors.append(f"request failed: {request.url}"))
+    page.goto(html.as_uri())
+    found = {section: page.locator(f"section#{section}").is_visible() for section in SECTIONS}
+    found["confusion"] = page.locator("section#confusion").count() == 1
+    plots = page.locator("img.plot").evaluate_all("imgs => imgs.map(i => i.naturalWidth > 0 && i.complete)")
+    page.locator("#per-class-table th", has_text="F1").click()
+    first_f1 = [
+        float(v)
+        for v in page.locator("#per-class-table tbody tr td:nth-child(4)").evaluate_all(
+            "cells => cells.map(c => c.dataset.value)"
+        )
+    ]
+    page.locator("#map-svg circle").last.hover()  # the last is drawn on top
+    tooltip = page.locator("#map-tip").inner_text() if page.locator("#map-tip").is_visible() else ""
+    tooltip_image = page.locator("#map-tip img").count()
+    external = page.evaluate(
+        "() => [...document.querySelectorAll('[src]')].map(e => e.getAttribute('src')).filter(s => !s.startsWith('data:'))"
+    )
+    page.screenshot(path=str(screenshot), full_page=True)
     return {
         "errors": errors,
         "sections": found,
@@ -93,16 +73,16 @@ def render(html: Path, screenshot: Path) -> dict:
     }
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
+@needs_chromium
 @pytest.mark.parametrize("multi_label", [False, True], ids=["single-label", "multi-label"])
-def test_report_renders_every_section_in_chromium(multi_label, tmp_path):
+def test_report_renders_every_section_in_chromium(browser, multi_label, tmp_path):
     predictions, truth = fake_predictions(multi_label)
     html = write_full_report(predictions, truth, tmp_path / "report.html", map_method="tsne", title="test report")
     files = sorted(p.name for p in (tmp_path / "report_files").iterdir())
     expected_files = ["agreement.png", "embedding_map.png", "pr_curves.png"]
     assert files == sorted(expected_files + ([] if multi_label else ["confusion.png"]))
     screenshot = tmp_path / "report.png"
-    seen = render(html, screenshot)
+    seen = render(browser, html, screenshot)
     assert seen["errors"] == []
     assert all(seen["sections"][s] for s in SECTIONS), seen["sections"]
     assert seen["sections"]["confusion"] == (not multi_label)
@@ -111,8 +91,7 @@ def test_report_renders_every_section_in_chromium(multi_label, tmp_path):
     assert "true:" in seen["tooltip"] and seen["tooltip_image"] == 1  # hover shows the thumbnail
     assert seen["external"] == []  # self-contained
     assert screenshot.stat().st_size > 10_000
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(screenshot, ARTIFACTS / f"report-{'multi' if multi_label else 'single'}-label.png")
+    keep_artifact(screenshot, f"report-{'multi' if multi_label else 'single'}-label.png")
 
 
 def test_report_content_and_evaluate_report(tmp_path):

@@ -5,46 +5,18 @@ Screenshots go to the test's tmp dir; set ICONOGRAPH_TEST_ARTIFACTS=DIR to keep 
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
-import pytest
-
+from tests.conftest import keep_artifact, needs_chromium
 from tests.search.conftest import TOKEN
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium)")
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright  # a dev dependency: missing means a broken install
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield launched
-        launched.close()
+pytestmark = needs_chromium
 
 
 def shoot(page, tmp_path: Path, name: str) -> Path:
     path = tmp_path / "screenshots" / f"{name}.png"
     page.screenshot(path=str(path))
-    keep = os.environ.get("ICONOGRAPH_TEST_ARTIFACTS")
-    if keep:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(keep) / path.name)
+    keep_artifact(path)
     return path
 
 

@@ -45,6 +45,7 @@ DeviceOpt = Annotated[
     Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available).")
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit with status 3 when any image or item failed.")]
 RuntimeOpt = Annotated[
     str,
     typer.Option("--runtime", help="Image tower runtime: auto (ONNX Runtime on CPU for large jobs), torch, onnx."),

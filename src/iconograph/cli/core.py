@@ -21,6 +21,7 @@ from iconograph.cli.common import (
     RuntimeOpt,
     Sources,
     StoreOpt,
+    StrictOpt,
     WorkersOpt,
     app,
     fail,
@@ -71,9 +72,7 @@ def classify(
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
     no_cache: NoCacheOpt = False,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Exit with status 3 when any image could not be read.")
-    ] = False,
+    strict: StrictOpt = False,
     store: StoreOpt = None,
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
@@ -141,9 +140,7 @@ def embed(
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
     no_cache: NoCacheOpt = False,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Exit with status 3 when any image could not be read.")
-    ] = False,
+    strict: StrictOpt = False,
     store: StoreOpt = None,
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",

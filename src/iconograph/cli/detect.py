@@ -16,13 +16,12 @@ from iconograph.cli.common import (
     ProgressOpt,
     Sources,
     StoreOpt,
+    StrictOpt,
     WorkersOpt,
     app,
     fail,
     user_errors,
 )
-
-StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit with status 3 when any item failed.")]
 
 
 @app.command()

@@ -17,6 +17,7 @@ from iconograph.cli.common import (
     RuntimeOpt,
     Sources,
     StoreOpt,
+    StrictOpt,
     WorkersOpt,
     app,
     fail,
@@ -199,9 +200,7 @@ def predict(
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
     no_cache: NoCacheOpt = False,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Exit with status 3 when any image could not be read.")
-    ] = False,
+    strict: StrictOpt = False,
     store: StoreOpt = None,
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
