@@ -120,3 +120,14 @@ def test_help_lists_the_commands():
     result = run_cli("--help", check=True)
     for command in ("classify", "embed", "evaluate"):
         assert command in result.stdout
+
+
+def test_cuda_asked_for_on_a_machine_without_it_is_a_usage_error(tiny_clip):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = run_cli(
+        "classify", cifar_images(per_class=1)[0], "--labels", "a,b", "--model", tiny_clip, "--device", "cuda"
+    )
+    assert result.returncode == 2 and "no CUDA device" in result.stderr and "Traceback" not in result.stderr

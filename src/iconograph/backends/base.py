@@ -33,11 +33,13 @@ class Scoring:
 
 
 def resolve_device(device: str | None) -> str:
-    if device and device != "auto":
-        return device
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not device or device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} was asked for, but this machine has no CUDA device; use --device cpu")
+    return device
 
 
 class Backend(ABC):
