@@ -9,6 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+_UMASK = os.umask(0)  # read once, at import: os.umask can only be read by setting it
+os.umask(_UMASK)
+
 
 def user_cache_dir() -> Path:
     """``$ICONOGRAPH_HOME`` or ``~/.cache/iconograph``: the default store and small memos."""
@@ -36,6 +39,7 @@ def atomic_open(
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
