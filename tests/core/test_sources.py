@@ -64,15 +64,3 @@ def test_malformed_tables_are_clear_errors(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(SourceError, match=message):
         read_collection(path)
-
-
-def test_atomic_outputs_get_the_usual_permissions(tmp_path):
-    import os
-    import stat
-
-    from iconograph.io import atomic_write_text
-
-    umask = os.umask(0)
-    os.umask(umask)
-    atomic_write_text(tmp_path / "out.json", "{}")
-    assert stat.S_IMODE((tmp_path / "out.json").stat().st_mode) == 0o666 & ~umask
