@@ -12,6 +12,7 @@ import json
 import os
 import threading
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -146,10 +147,12 @@ class KeyedCache:
             lance.write_dataset(batch, str(self.uri), mode="append")
 
     def compact(self) -> None:
-        """Merge the small fragments that many appends leave behind."""
+        """Merge the small fragments that many appends leave behind, and drop the files that only
+        versions older than an hour still reference (no reader keeps a cache version that long)."""
         dataset = self.dataset()
         if dataset is not None and len(dataset.get_fragments()) > COMPACT_AFTER_FRAGMENTS:
             dataset.optimize.compact_files()
+            dataset.cleanup_old_versions(older_than=timedelta(hours=1))
 
     def count(self) -> int:
         dataset = self.dataset()
