@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -38,8 +38,8 @@ class ImageEmbeddings:
         return np.array([e is None for e in self.errors], dtype=bool)
 
     @classmethod
-    def concatenate(cls, parts: Sequence[ImageEmbeddings], dim: int = 0) -> ImageEmbeddings:
-        dim = max([dim] + [part.vectors.shape[1] for part in parts])
+    def concatenate(cls, parts: Sequence[ImageEmbeddings]) -> ImageEmbeddings:
+        dim = max((part.vectors.shape[1] for part in parts), default=0)  # all-failed chunks have width 0
         matrices = [
             part.vectors if part.vectors.shape[1] == dim else np.zeros((len(part.paths), dim), np.float32)
             for part in parts
@@ -60,7 +60,6 @@ class EmbedStats:
     cached: int = 0
     failed: int = 0
     texts_computed: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class Embedder:
@@ -108,7 +107,7 @@ class Embedder:
 
     def embed_images(self, paths: Sequence[str]) -> ImageEmbeddings:
         """Embeddings for all ``paths`` at once (see :meth:`iter_images` for streaming)."""
-        return ImageEmbeddings.concatenate(list(self.iter_images(paths)), dim=0)
+        return ImageEmbeddings.concatenate(list(self.iter_images(paths)))
 
     def iter_images(self, paths: Sequence[str]) -> Iterator[ImageEmbeddings]:
         """Embeddings chunk by chunk, in input order, so a million paths never sit in memory."""
