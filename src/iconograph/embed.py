@@ -103,7 +103,10 @@ class Embedder:
 
     @cached_property
     def image_cache(self):
-        return self.store.embedding_cache(f"image_{self.model.cache_key}") if self.use_cache else None
+        if not self.use_cache:
+            return None
+        suffix = "_int8" if self.runtime == "onnx-int8" else ""  # int8 vectors differ: never mix them with fp32
+        return self.store.embedding_cache(f"image_{self.model.cache_key}{suffix}")
 
     def embed_images(self, paths: Sequence[str]) -> ImageEmbeddings:
         """Embeddings for all ``paths`` at once (see :meth:`iter_images` for streaming)."""
@@ -162,7 +165,7 @@ class Embedder:
         if self._onnx is None and self._wants_onnx(tuple(pixels.shape[1:])):
             try:
                 self._onnx = OnnxImageEncoder.load_or_export(
-                    self.model, tuple(pixels.shape[1:]), self.store.root / "onnx"
+                    self.model, tuple(pixels.shape[1:]), self.store.root / "onnx", int8=self.runtime == "onnx-int8"
                 )
             except Exception as exc:  # an architecture the exporter cannot trace: PyTorch still works
                 self._onnx = False
@@ -176,7 +179,7 @@ class Embedder:
             return False
         if self.model.name == "onnx":  # already an ONNX Runtime model
             return False
-        if self.runtime == "onnx":
+        if self.runtime in ("onnx", "onnx-int8"):
             return True
         try:
             import onnxruntime  # noqa: F401

@@ -3,12 +3,16 @@
 ONNX Runtime fuses attention, GELU and LayerNorm kernels that PyTorch runs one by one in eager
 mode; on a CPU the same fp32 ViT runs markedly faster, with outputs equal to PyTorch's within
 float32 rounding (~1e-6). The exported graph is stored once per model fingerprint and input shape.
+
+``onnx-int8`` is opt-in: the same graph with its weights quantised to int8 by ONNX Runtime's
+dynamic quantisation. It runs about twice as fast again on CPUs with VNNI, and its embeddings
+differ from fp32 (cosine about 0.9998 on a ViT-B/32), so it has a cache of its own and is not
+part of the parity guarantees.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 import tempfile
@@ -17,9 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger(__name__)
-
-RUNTIMES = ("auto", "torch", "onnx")
+RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
 AUTO_MIN_IMAGES = 256  # below this, a first export costs more than it saves
 
 
@@ -32,12 +34,16 @@ class OnnxImageEncoder:
         self.input_name = session.get_inputs()[0].name
 
     @classmethod
-    def load_or_export(cls, backend, input_shape: tuple[int, ...], folder: Path, threads: int | None = None):
+    def load_or_export(
+        cls, backend, input_shape: tuple[int, ...], folder: Path, threads: int | None = None, int8: bool = False
+    ):
         import onnxruntime as ort
 
         path = onnx_path(folder, backend, input_shape)
         if not path.exists():
             export(backend.image_module(), input_shape, path)
+        if int8:
+            path = quantized(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -66,6 +72,23 @@ def _quiet_stderr():
 
 def onnx_path(folder: Path, backend, input_shape: tuple[int, ...]) -> Path:
     return folder / f"{backend.fingerprint}-{'x'.join(map(str, input_shape))}.onnx"
+
+
+def quantized(path: Path) -> Path:
+    """The int8 (dynamic quantisation) twin of an exported graph, made once, atomically."""
+    target = path.with_suffix(".int8.onnx")
+    if not target.exists():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
+        os.close(fd)
+        try:
+            quantize_dynamic(str(path), tmp, weight_type=QuantType.QInt8)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return target
 
 
 def export(module, input_shape: tuple[int, ...], path: Path) -> None:

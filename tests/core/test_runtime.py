@@ -29,3 +29,21 @@ def test_auto_uses_torch_for_small_jobs_without_an_export(tmp_path, tiny_clip):
 def test_unknown_runtime_is_refused(tiny_clip):
     with pytest.raises(ValueError, match="runtime"):
         ig.Embedder(str(tiny_clip), runtime="tensorrt")
+
+
+def test_int8_runtime_is_close_to_fp32_and_keeps_a_cache_of_its_own(tmp_path, tiny_clip):
+    images = cifar_images(per_class=6)
+    store = tmp_path / "store"
+    fp32 = ig.Embedder(str(tiny_clip), store=store, runtime="onnx").embed_images(images)
+    int8_embedder = ig.Embedder(str(tiny_clip), store=store, runtime="onnx-int8")
+    int8 = int8_embedder.embed_images(images)
+    assert int8.computed == len(images)  # not served from the fp32 cache
+    assert int8_embedder._onnx.path.name.endswith(".int8.onnx")
+    cosine = (
+        (fp32.vectors * int8.vectors).sum(1)
+        / np.linalg.norm(fp32.vectors, axis=1)
+        / np.linalg.norm(int8.vectors, axis=1)
+    )
+    assert cosine.min() > 0.95 and not np.allclose(fp32.vectors, int8.vectors, atol=1e-6)
+    again = ig.Embedder(str(tiny_clip), store=store, runtime="onnx-int8").embed_images(images)
+    assert again.cached == len(images) and np.array_equal(again.vectors, int8.vectors)

@@ -48,7 +48,10 @@ NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor w
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit with status 3 when any image or item failed.")]
 RuntimeOpt = Annotated[
     str,
-    typer.Option("--runtime", help="Image tower runtime: auto (ONNX Runtime on CPU for large jobs), torch, onnx."),
+    typer.Option(
+        "--runtime",
+        help="Image tower runtime: auto (ONNX Runtime on CPU for large jobs), torch, onnx, or onnx-int8 (faster, approximate).",
+    ),
 ]
 ProgressOpt = Annotated[
     Optional[bool], typer.Option("--progress/--no-progress", help="Progress bars (default: when stderr is a terminal).")
