@@ -21,7 +21,7 @@ from iconograph.backends.hf import PREPROCESSOR_FILES, resolve_hf_directory
 from iconograph.collection import Item, read_collection
 from iconograph.fingerprint import digest, directory_digest
 from iconograph.imagejobs import ImageJobRunner
-from iconograph.io import atomic_open
+from iconograph.io import write_records
 
 DEFAULT_CAPTIONER = "Salesforce/blip-image-captioning-base"
 
@@ -182,21 +182,7 @@ def caption(
 
 def write_captions(captions: Iterable[Caption], path: str | Path) -> tuple[int, int]:
     """JSONL (``{"path", "caption", "error"}``) or CSV by suffix, atomically; returns (count, failed)."""
-    path = Path(path)
-    count = failed = 0
-    is_csv = path.suffix.lower() == ".csv"
-    with atomic_open(path, newline="" if is_csv else None) as handle:
-        writer = csv.writer(handle) if is_csv else None
-        if writer:
-            writer.writerow(["path", "caption", "error"])
-        for item in captions:
-            count += 1
-            failed += item.error is not None
-            if writer:
-                writer.writerow([item.path, item.text or "", item.error or ""])
-            else:
-                handle.write(json.dumps(item.to_record(), ensure_ascii=False) + "\n")
-    return count, failed
+    return write_records((c.to_record() for c in captions), path, ("path", "caption", "error"))
 
 
 def read_captions(path: str | Path) -> dict[str, str]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -55,3 +57,23 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_open(path, "wb") as handle:
         handle.write(data)
+
+
+def write_records(records: Iterable[dict], path: str | Path, columns: Sequence[str]) -> tuple[int, int]:
+    """Per-item records (each with an ``error`` key) as JSONL, or CSV with ``columns`` when the
+    suffix is ``.csv``, atomically; returns (count, failed)."""
+    path = Path(path)
+    count = failed = 0
+    is_csv = path.suffix.lower() == ".csv"
+    with atomic_open(path, newline="" if is_csv else None) as handle:
+        writer = csv.writer(handle) if is_csv else None
+        if writer:
+            writer.writerow(columns)
+        for record in records:
+            count += 1
+            failed += record.get("error") is not None
+            if writer:
+                writer.writerow(["" if record.get(k) is None else record[k] for k in columns])
+            else:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return count, failed

@@ -12,8 +12,6 @@ missing; failures are never cached. Items are requested ``concurrency`` at a tim
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from pathlib import Path
 from iconograph.describe.engines import DescribeError, LLMEngine, TemplateEngine
 from iconograph.describe.facts import ItemFacts, gather_facts
 from iconograph.describe.words import count_words, limit_words
-from iconograph.io import atomic_open
+from iconograph.io import write_records
 from iconograph.progress import progress_bar
 from iconograph.store import RecordCache, Store
 
@@ -168,25 +166,6 @@ def make_engine(name: str, *, template=None, example_text=None, llm_url=None, ll
 
 
 def write_descriptions(descriptions: Iterable[Description], path: str | Path) -> tuple[int, int]:
-    """JSONL, or CSV by suffix (``path, text, words, truncated, note, error``), atomically."""
-    path = Path(path)
-    count = failed = 0
-    is_csv = path.suffix.lower() == ".csv"
-    with atomic_open(path, newline="" if is_csv else None) as handle:
-        writer = csv.writer(handle) if is_csv else None
-        if writer:
-            writer.writerow(["path", "text", "language", "words", "truncated", "note", "error"])
-        for item in descriptions:
-            count += 1
-            failed += item.error is not None
-            if writer:
-                record = item.to_record()
-                writer.writerow(
-                    [
-                        record[k] if record[k] is not None else ""
-                        for k in ("path", "text", "language", "words", "truncated", "note", "error")
-                    ]
-                )
-            else:
-                handle.write(json.dumps(item.to_record(), ensure_ascii=False) + "\n")
-    return count, failed
+    """JSONL, or CSV by suffix (``path, text, language, words, truncated, note, error``), atomically."""
+    columns = ("path", "text", "language", "words", "truncated", "note", "error")
+    return write_records((d.to_record() for d in descriptions), path, columns)
