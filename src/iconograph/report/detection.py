@@ -7,9 +7,8 @@ import base64
 import io
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-
 from iconograph.io import atomic_write_bytes, atomic_write_text
+from iconograph.report.html import environment
 
 
 def plot_pr_curves(metrics: dict) -> dict[str, bytes]:
@@ -49,11 +48,12 @@ def _defined(values: list[float]) -> list[float]:
 
 
 def render_detection_report(metrics: dict, images: dict[str, bytes], title: str) -> str:
-    environment = Environment(loader=PackageLoader("iconograph", "report/templates"), autoescape=select_autoescape())
     embedded = {name: base64.b64encode(data).decode("ascii") for name, data in images.items()}
     headline = {k: v for k, v in metrics.items() if isinstance(v, float)}
-    return environment.get_template("detection.html.j2").render(
-        title=title, metrics=metrics, headline=headline, images=embedded
+    return (
+        environment()
+        .get_template("detection.html.j2")
+        .render(title=title, metrics=metrics, headline=headline, images=embedded)
     )
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -152,11 +151,9 @@ def write_full_report(
 
 
 def _render(context: dict) -> str:
-    from jinja2 import Environment, PackageLoader, select_autoescape
+    from iconograph.report.html import environment
 
-    environment = Environment(loader=PackageLoader("iconograph", "report/templates"), autoescape=select_autoescape())
-    environment.filters["tojson_safe"] = lambda value: json.dumps(value).replace("</", "<\\/")
-    return environment.get_template("full_report.html.j2").render(**context)
+    return environment().get_template("full_report.html.j2").render(**context)
 
 
 def _per_class_rows(metrics: dict, matched: Matched) -> list[dict]:

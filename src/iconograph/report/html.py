@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 
 from iconograph.io import atomic_write_text
 
 
-def _environment() -> Environment:
-    return Environment(loader=PackageLoader("iconograph", "report/templates"), autoescape=select_autoescape())
+@cache
+def environment() -> Environment:
+    """The one Jinja environment of every HTML report.
+
+    Autoescaping is on for every template: labels, file names and review text are user data, and
+    ``select_autoescape()`` would not match our ``.html.j2`` names. Data for scripts goes through
+    Jinja's ``tojson`` filter, which escapes ``<``, ``>``, ``&`` and ``'`` inside ``<script>``.
+    """
+    return Environment(loader=PackageLoader("iconograph", "report/templates"), autoescape=True)
 
 
 def render_report(metrics: dict, title: str = "iconograph evaluation") -> str:
     headline = {k: v for k, v in metrics.items() if isinstance(v, float)}
-    return _environment().get_template("report.html.j2").render(title=title, metrics=metrics, headline=headline)
+    return environment().get_template("report.html.j2").render(title=title, metrics=metrics, headline=headline)
 
 
 def write_report(metrics: dict, path: str | Path, title: str = "iconograph evaluation") -> Path:
