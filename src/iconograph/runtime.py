@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from iconograph.io import atomic_target
+
 RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
 AUTO_MIN_IMAGES = 256  # below this, a first export costs more than it saves
 
@@ -80,14 +82,8 @@ def quantized(path: Path) -> Path:
     if not target.exists():
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-        os.close(fd)
-        try:
-            quantize_dynamic(str(path), tmp, weight_type=QuantType.QInt8)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_target(target) as tmp:
+            quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8)
     return target
 
 
@@ -95,27 +91,25 @@ def export(module, input_shape: tuple[int, ...], path: Path) -> None:
     """Export with a dynamic batch axis, atomically (a killed export leaves no half file)."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros((2, *input_shape))
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
-        # Grad stays enabled while tracing so nn.MultiheadAttention takes its exportable path
-        # rather than the fused fast path (open_clip towers); stderr is held back because the
-        # exporter dumps the whole graph there when an operator cannot be exported.
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.enable_grad(), _quiet_stderr():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module.eval(),
-                (example,),
-                tmp,
-                input_names=["pixel_values"],
-                output_names=["features"],
-                dynamic_axes={"pixel_values": {0: "batch"}, "features": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,  # the TorchScript exporter handles these towers without onnxscript
-            )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # Grad stays enabled while tracing so nn.MultiheadAttention takes its exportable path
+    # rather than the fused fast path (open_clip towers); stderr is held back because the
+    # exporter dumps the whole graph there when an operator cannot be exported.
+    with (
+        atomic_target(path) as tmp,
+        warnings.catch_warnings(),
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        _quiet_stderr(),
+    ):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.eval(),
+            (example,),
+            str(tmp),
+            input_names=["pixel_values"],
+            output_names=["features"],
+            dynamic_axes={"pixel_values": {0: "batch"}, "features": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,  # the TorchScript exporter handles these towers without onnxscript
+        )

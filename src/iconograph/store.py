@@ -8,10 +8,12 @@ ignored and removed by compaction). Embedding caches are content-addressed table
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -93,6 +95,8 @@ class KeyedCache:
         self.name = name
         self.uri = store.root / "lance" / f"{name}.lance"
         self._offsets: dict[str, int] | None = None
+        self._known_keys: set[str] = set()  # keys seen in ``_seen_fragments``, for add()
+        self._seen_fragments: set[int] = set()
         self._lock = threading.Lock()
 
     def encode(self, values: Sequence) -> pa.Array:
@@ -129,22 +133,55 @@ class KeyedCache:
             found.update(zip(rows.column("key").to_pylist(), self.decode(column)))
         return found
 
-    def add(self, keys: Sequence[str], values: Sequence) -> None:
-        """Append one atomic batch (a single Lance commit)."""
+    def add(self, keys: Sequence[str], values: Sequence) -> int:
+        """Append the entries whose keys the table does not hold yet, in one atomic commit.
+
+        Two runs on one store may compute the same images at once; an inter-process lock around
+        "which keys are there" and the append keeps every key in the table once. Returns the
+        number of rows written.
+        """
         import lance
 
         if not len(keys):
-            return
-        batch = pa.table({"key": pa.array(list(keys), pa.string()), self.value_column: self.encode(values)})
-        with self._lock:
+            return 0
+        with self._lock, self._file_lock():
             self._offsets = None
-            if self.dataset() is None:
-                try:
-                    lance.write_dataset(batch, str(self.uri), mode="create")
-                    return
-                except (OSError, ValueError):  # another writer created it first: append instead
-                    pass
-            lance.write_dataset(batch, str(self.uri), mode="append")
+            dataset = self.dataset()
+            keep = _first_new(keys, self._present_keys(dataset))
+            if len(keep) < len(keys):
+                keys, values = [keys[i] for i in keep], [values[i] for i in keep]
+            if not keys:
+                return 0
+            batch = pa.table({"key": pa.array(list(keys), pa.string()), self.value_column: self.encode(values)})
+            lance.write_dataset(batch, str(self.uri), mode="create" if dataset is None else "append")
+            return len(keys)
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """An exclusive lock shared by every process on this machine that writes this table.
+
+        fcntl locks do not reach other machines: a store shared over a network file system or
+        object storage needs the writers to be one process (or deduplication at compaction).
+        """
+        lock_path = self.store.root / "locks" / f"{self.name}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _present_keys(self, dataset) -> set[str]:
+        """Every key in the table, read incrementally: only fragments not seen before are scanned."""
+        if dataset is None:
+            self._known_keys, self._seen_fragments = set(), set()
+            return self._known_keys
+        for fragment in dataset.get_fragments():
+            if fragment.fragment_id not in self._seen_fragments:
+                self._known_keys.update(fragment.to_table(columns=["key"]).column("key").to_pylist())
+                self._seen_fragments.add(fragment.fragment_id)
+        return self._known_keys
 
     def compact(self) -> None:
         """Merge the small fragments that many appends leave behind, and drop the files that only
@@ -157,6 +194,16 @@ class KeyedCache:
     def count(self) -> int:
         dataset = self.dataset()
         return 0 if dataset is None else dataset.count_rows()
+
+
+def _first_new(keys: Sequence[str], present: set[str]) -> list[int]:
+    """Positions of the keys that are not in ``present`` and not repeated earlier in ``keys``."""
+    keep, taken = [], set()
+    for position, key in enumerate(keys):
+        if key not in present and key not in taken:
+            taken.add(key)
+            keep.append(position)
+    return keep
 
 
 class EmbeddingCache(KeyedCache):

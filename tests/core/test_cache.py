@@ -74,6 +74,7 @@ def test_sigkill_mid_run_then_rerun_gives_complete_duplicate_free_output(tmp_pat
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not out.exists()  # the output only appears, complete, when a run finishes
+    assert list(tmp_path.glob(".out.jsonl.*.tmp"))  # the killed writer's temporary is left behind
     done_before = sum(cache.count() for cache in image_cache_tables(store))
     assert 0 < done_before < len(images)
 
@@ -88,3 +89,4 @@ def test_sigkill_mid_run_then_rerun_gives_complete_duplicate_free_output(tmp_pat
     assert len(tables) == 1
     hashes = {h for h in ig.Embedder(str(tiny_clip), store=store).embed_images(images).hashes}
     assert tables[0].count() == len(hashes)  # no duplicate rows: the store is intact
+    assert not list(tmp_path.glob(".*.tmp"))  # the rerun removed the dead run's temporary

@@ -32,3 +32,37 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         thread.join()
     found = store.record_cache("records").lookup([f"k{i}" for i in range(20)])
     assert found == {f"k{i}": {"i": i} for i in range(20)}
+
+
+def test_writers_that_computed_the_same_keys_store_each_key_once(tmp_path):
+    """Two runs that looked up an empty cache and then computed the same images (issue 8)."""
+    store = Store(tmp_path)
+    first, second = store.embedding_cache("image_same"), store.embedding_cache("image_same")
+    keys = [f"k{i}" for i in range(50)]
+    assert first.lookup(keys) == {} and second.lookup(keys) == {}
+    assert first.add(keys[:30], np.ones((30, 4), np.float32)) == 30
+    assert second.add(keys, np.full((50, 4), 2, np.float32)) == 20  # only the 20 the table lacks
+    assert second.add(["x", "x", "k0"], np.zeros((3, 4), np.float32)) == 1  # repeats in one batch too
+    table_keys = store.db.open_table("image_same").to_arrow().column("key").to_pylist()
+    assert sorted(table_keys) == sorted([*keys, "x"])
+    found = first.lookup(keys)
+    assert all((found[k] == 1).all() for k in keys[:30]) and all((found[k] == 2).all() for k in keys[30:])
+
+
+def test_concurrent_processes_store_each_key_once(tmp_path):
+    """Four processes add overlapping key ranges at the same time: every key once."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "from iconograph.store import Store\n"
+        "cache = Store(sys.argv[1]).embedding_cache('image_race')\n"
+        "start = int(sys.argv[2])\n"
+        "for i in range(start, start + 40, 4):\n"
+        "    cache.add([f'k{j}' for j in range(i, i + 4)], np.ones((4, 2), np.float32))\n"
+    )
+    processes = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), str(s)]) for s in (0, 0, 20, 20)]
+    assert [p.wait(timeout=300) for p in processes] == [0, 0, 0, 0]
+    table_keys = Store(tmp_path).db.open_table("image_race").to_arrow().column("key").to_pylist()
+    assert sorted(table_keys) == sorted(f"k{i}" for i in range(60))

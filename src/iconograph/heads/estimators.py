@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from iconograph.heads.base import Head, validation_score
+from iconograph.io import atomic_target
 
 ESTIMATOR_FILE = "estimator.skops"
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
@@ -26,9 +27,8 @@ TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 def save_estimator(estimator, path: Path) -> None:
     import skops.io as sio
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    sio.dump(estimator, tmp)
-    tmp.replace(path)
+    with atomic_target(path) as tmp:
+        sio.dump(estimator, tmp)
 
 
 def load_estimator(path: Path):

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from iconograph.heads.base import Head, validation_score
+from iconograph.io import atomic_target
 
 WEIGHTS_FILE = "weights.safetensors"
 SMALL_PROBLEM_FLOPS = 2e8  # per evaluation; below this one thread is faster
@@ -72,9 +73,9 @@ class LinearHead(Head):
     def _save_weights(self, directory: Path) -> None:
         from safetensors.numpy import save_file
 
-        tmp = directory / f".{WEIGHTS_FILE}.tmp"
-        save_file({"coef": np.ascontiguousarray(self.coef_), "intercept": np.ascontiguousarray(self.intercept_)}, tmp)
-        tmp.replace(directory / WEIGHTS_FILE)
+        with atomic_target(directory / WEIGHTS_FILE) as tmp:
+            weights = {"coef": np.ascontiguousarray(self.coef_), "intercept": np.ascontiguousarray(self.intercept_)}
+            save_file(weights, tmp)
 
     def _load_weights(self, directory: Path, fitted: dict) -> None:
         from safetensors.numpy import load_file
