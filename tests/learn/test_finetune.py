@@ -70,6 +70,10 @@ def test_resume_continues_an_interrupted_run_exactly(tiny_timm, tmp_path):
     for name, value in whole.network.state_dict().items():
         torch.testing.assert_close(resumed.network.state_dict()[name], value, msg=name)
 
+    changed = FineTuner(load_model(str(tiny_timm)), classes, False, fast_config(epochs=2, batch_size=8, lr=1e-2))
+    with pytest.raises(ValueError, match=r"--lr 0\.\d+ \(now 0\.01\)"):
+        changed.fit(split.train, split.val, checkpoint_dir=tmp_path / "b", resume=True)
+
 
 def test_freezing_blocks_keeps_them_fixed(tiny_timm, tmp_path):
     split = small_split(tmp_path, per_class=6)

@@ -341,6 +341,12 @@ class FineTuner:
         state = torch.load(directory / CHECKPOINT, map_location=self.device, weights_only=True)
         if state["classes"] != self.classes:
             raise ValueError(f"{directory / CHECKPOINT} was trained on other classes; cannot resume")
+        changed = changed_settings(state["config"], _plain(asdict(self.config)))
+        if changed:
+            raise ValueError(
+                f"cannot resume {directory / CHECKPOINT}: it was trained with {', '.join(changed)}; "
+                "resume with the same settings, or start again without --resume"
+            )
         self.network.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -362,6 +368,20 @@ class FineTuner:
 
     def save_backbone(self, directory: str | Path) -> Path:
         return self.encoder.save(Path(directory))
+
+
+# Settings that may differ on resume: where and how fast it runs, and when to stop early.
+# Everything else (learning rates, schedule length, augmentation, seed) shapes the run itself.
+RESUMABLE_CHANGES = ("device", "workers", "patience")
+
+
+def changed_settings(saved: dict, current: dict) -> list[str]:
+    """``--lr 0.0001 (now 0.001)`` for every setting that differs from the checkpoint's."""
+    return [
+        f"--{name.replace('_', '-')} {saved.get(name)} (now {value})"
+        for name, value in current.items()
+        if name not in RESUMABLE_CHANGES and saved.get(name) != value
+    ]
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
