@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -365,3 +366,62 @@ def test_unreachable_endpoint_fails_each_item_with_one_line(items_csv, tmp_path)
     assert len(records) == len(ITEMS)
     assert all(r["text"] is None and r["error"].startswith("cannot reach the LLM endpoint") for r in records)
     assert run_cli("describe", items_csv, "--engine", "llm", "--llm-model", "m").returncode == 2  # no --llm-url
+
+
+# ---- texts read as written by a person -------------------------------------------------------------
+
+CATALOGUE = [
+    {
+        "path": "coin.jpg",
+        "titel": "Tetradrachme.",
+        "hersteller": "Münzstätte Athen",
+        "farbe": "silbern.",
+        "material": "Silber.",
+        "datierung": "um 450 v. Chr.",
+        "motiv": "Zeus, entführend..",
+        "frage": "Echt?",
+        "zustand": "sehr schön!",
+        "provenienz": "Sammlung Müller ...",
+        "zitat": "Er sagte „Ja.“",
+        "tags": "antik.;Eule",
+    },
+    {"path": "vase.jpg", "titel": "Vase", "hersteller": None, "farbe": "", "material": "  ", "motiv": ".", "tags": ""},
+    {"path": "bowl.jpg", "titel": None, "kategorie": "Schale", "hersteller": "Acme Inc.", "datierung": None},
+]
+WRITTEN = {
+    "de": "Tetradrachme von Münzstätte Athen in silbern. Material: Silber. Datierung: um 450 v. Chr. "
+    "Motiv: Zeus, entführend. Frage: Echt? Zustand: sehr schön! Provenienz: Sammlung Müller… "
+    "Zitat: Er sagte „Ja.“ Merkmale: antik, Eule.",
+    "en": "Tetradrachme by Münzstätte Athen in silbern. Made of Silber. Datierung: um 450 v. Chr. "
+    "Motiv: Zeus, entführend. Frage: Echt? Zustand: sehr schön! Provenienz: Sammlung Müller… "
+    "Zitat: Er sagte „Ja.“ Features: antik, Eule.",
+}
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_template_punctuation_reads_as_written(tmp_path, language):
+    table = tmp_path / "catalogue.jsonl"
+    table.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in CATALOGUE), encoding="utf-8")
+    out = tmp_path / "texts.jsonl"
+    run_cli("describe", table, "--attributes", table, "--language", language, "--out", out, check=True)
+    texts = [record["text"] for record in read_jsonl(out)]
+    assert texts[0] == WRITTEN[language]
+    assert texts[1] == "Vase."
+    assert texts[2] == {"de": "Schale von Acme Inc.", "en": "Schale by Acme Inc."}[language]
+    for text in texts:
+        assert "None" not in text and ".." not in text and "  " not in text
+        assert not re.search(r"\s[.,;:!?…]", text), text  # no space before punctuation
+        assert not re.search(r":\s*([.!?…]|$)", text), text  # no "label: ." for an empty field
+        assert not re.search(r"[.!?…]{2}", text), text  # exactly one terminal mark per sentence
+        assert re.search(r"[.!?…][“”»«\"')]*$", text), text
+
+
+def test_say_joins_values_into_one_sentence():
+    from iconograph.describe.engines import full_sentence, say
+
+    assert say("Datierung:", "300 v. Chr.") == "Datierung: 300 v. Chr."
+    assert say("Stil:", "entführend..") == "Stil: entführend."
+    assert say("Frage:", "echt ?") == "Frage: echt?"
+    assert say("Ende:", "und dann...") == say("Ende:", "und dann . . .") == "Ende: und dann…"
+    assert say("Material:", None) == say("Material:", " ") == say("Material:", ".") == ""
+    assert full_sentence("iPhone-Hülle  in  rot") == "iPhone-Hülle in rot."

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from functools import cached_property
@@ -63,6 +64,8 @@ class TemplateEngine:
         environment = Environment(loader=ChoiceLoader(loaders), autoescape=False, undefined=StrictUndefined)
         environment.filters["sentence"] = _sentence
         environment.filters["clause"] = _clause
+        environment.filters["full_sentence"] = full_sentence
+        environment.globals["say"] = say
         return environment
 
     def available_languages(self) -> list[str]:
@@ -90,15 +93,65 @@ class TemplateEngine:
         return {"engine": self.name, "template": str(self.template) if self.template else None}
 
 
-def _clause(value: str) -> str:
-    """Trimmed, no trailing full stop: for text placed inside a sentence."""
-    return str(value).strip().rstrip(".")
+TERMINAL_MARKS = "?!…."
+QUOTED_END = re.compile(r"[.!?…][\"'»«“”‘’)\]]+$")
+# A full stop that belongs to an abbreviation ("300 v. Chr.", "Acme Inc.", "J. S. Bach") stays
+# inside a sentence and also serves as the sentence's own full stop.
+ABBREVIATIONS = {
+    "chr", "jh", "jhd", "jhdt", "ca", "bzw", "usw", "etc", "ggf", "evtl", "inkl", "zzgl", "vgl",
+    "hrsg", "nr", "str", "st", "dr", "prof", "inc", "ltd", "co", "corp", "vs", "approx",
+}  # fmt: skip
 
 
-def _sentence(value: str) -> str:
-    """First letter upper-case, no trailing full stop (the template adds its own)."""
-    value = str(value).strip().rstrip(".")
-    return value[:1].upper() + value[1:]
+def _blank(value) -> bool:
+    return value is None or not str(value).strip().rstrip(TERMINAL_MARKS).strip()
+
+
+def _is_abbreviation(text: str) -> bool:
+    word = text.split()[-1] if text.split() else ""
+    stem = word.rstrip(".")
+    return word.endswith(".") and (len(stem) == 1 or "." in stem or stem.lower() in ABBREVIATIONS)
+
+
+def _clause(value) -> str:
+    """A value placed inside a sentence: trimmed, without a sentence's full stop (an abbreviation's stays)."""
+    text = "" if value is None else " ".join(str(value).split())
+    while text.endswith(".") and not text.endswith("...") and not _is_abbreviation(text):
+        text = text[:-1].rstrip()
+    return text
+
+
+def _capital(text: str) -> str:
+    """First letter upper-case, unless the first word is cased on purpose ("iPhone", "eBay")."""
+    first = text.split(" ", 1)[0]
+    return text if any(c.isupper() for c in first[1:]) else text[:1].upper() + text[1:]
+
+
+def _sentence(value) -> str:
+    """First letter upper-case, no trailing full stop (for templates that add their own)."""
+    return _capital(_clause(value))
+
+
+def full_sentence(text) -> str:
+    """``text`` as one sentence as a person writes it: single spaces, none before punctuation, a capital
+    first letter and exactly one terminal mark ("v. Chr." and "Echt?" keep theirs, "... ." becomes "…").
+    Empty for a blank text."""
+    if _blank(text):
+        return ""
+    text = re.sub(r"\s+([,;:.!?…])", r"\1", " ".join(str(text).split()))
+    if QUOTED_END.search(text):  # „Ja.“ ends on its own mark
+        return _capital(text)
+    body = text.rstrip(TERMINAL_MARKS + " ")
+    marks = text[len(body) :].replace("...", "…")
+    return _capital(body) + next((mark for mark in "?!…" if mark in marks), ".")
+
+
+def say(*parts) -> str:
+    """``parts`` joined into one sentence (see :func:`full_sentence`); nothing when any part is blank,
+    so an empty field never leaves a "Material: ." behind."""
+    if any(_blank(part) for part in parts):
+        return ""
+    return full_sentence(" ".join(str(part) for part in parts))
 
 
 # ---- LLM ------------------------------------------------------------------------------------------

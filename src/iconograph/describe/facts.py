@@ -32,8 +32,8 @@ class ItemFacts:
 
     def _role(self, role: str) -> str | None:
         for name, value in self.attributes.items():
-            if name.strip().lower().replace("_", " ") in ROLES[role]:
-                return value
+            if name.strip().lower().replace("_", " ") in ROLES[role] and _text(value):
+                return _text(value)
         return None
 
     @property
@@ -60,11 +60,21 @@ class ItemFacts:
     def details(self) -> dict[str, str]:
         """Attributes that have no role (shown by name)."""
         known = {alias for aliases in ROLES.values() for alias in aliases}
-        return {k: v for k, v in self.attributes.items() if k.strip().lower().replace("_", " ") not in known}
+        return {
+            k: _text(v)
+            for k, v in self.attributes.items()
+            if k.strip().lower().replace("_", " ") not in known and _text(v)
+        }
 
     @property
     def empty(self) -> bool:
         return not (self.attributes or self.tags or self.caption)
+
+
+def _text(value) -> str | None:
+    """A value as trimmed text; None when it is None or blank (an ItemFacts made by hand may hold either)."""
+    text = "" if value is None else str(value).strip()
+    return text or None
 
 
 def gather_facts(
