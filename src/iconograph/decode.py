@@ -108,6 +108,32 @@ def decode_bytes(data: bytes, max_pixels: int | None = None) -> Image.Image:
         raise DecodeError(f"cannot decode image: {one_line(exc)}") from None
 
 
+# Pillow's MIME type for a format a browser knows under another name (MPO is a JPEG stream).
+_MEDIA_TYPE_OVERRIDES = {"MPO": "image/jpeg"}
+
+
+def image_media_type(data: bytes) -> str | None:
+    """The ``image/...`` media type of the raster format Pillow identifies in ``data``, else None.
+
+    Read from the file's header, never from its name: a file named ``.png`` holding HTML or SVG
+    has no image type (Pillow reads neither).
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            media = _MEDIA_TYPE_OVERRIDES.get(image.format) or Image.MIME.get(image.format or "")
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        struct.error,
+    ):
+        return None
+    return media if media and media.startswith("image/") else None
+
+
 def read_image(path: str | Path, max_pixels: int | None = None) -> DecodedImage:
     """Read and decode one file. Raises :class:`DecodeError`."""
     data = read_bytes(path)

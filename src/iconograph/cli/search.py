@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -127,7 +128,10 @@ def search(
     query: Annotated[Optional[str], typer.Argument(help="Text to search for.", show_default=False)] = None,
     image: Annotated[Optional[Path], typer.Option("--image", help="Search by an image file instead.")] = None,
     like: Annotated[
-        Optional[str], typer.Option("--like", help="More like this indexed image (its path in the collection).")
+        Optional[str],
+        typer.Option(
+            "--like", help="More like this indexed image (a path from here, or relative to the collection's folders)."
+        ),
     ] = None,
     collection: CollectionOpt = "default",
     filters: FilterOpt = None,
@@ -148,7 +152,9 @@ def search(
         fail("--mode must be auto, exact or ann")
     target = SearchCollection(collection, store).require()
     if like is not None:
-        hits, used = target.similar(like, k, filters or (), mode)
+        # a path typed in the shell means the file it names from here; else it is collection-relative
+        named = os.path.abspath(like) if os.path.exists(like) else like
+        hits, used = target.similar(named, k, filters or (), mode)
     else:
         embedder = make_embedder(model or target.model_spec, store, False, 32, 0, device, False)
         if query is not None:

@@ -13,19 +13,30 @@ from iconograph.search.collection import (
     IndexReport,
     ItemView,
     LabelView,
+    NotInCollection,
     PathRefused,
     SearchCollection,
     TaggerConfig,
     list_collections,
     open_collection,
-    resolve_inside,
 )
 from iconograph.search.export import export_predictions, export_reviews
-from iconograph.search.reviews import ACTIONS, Review, ReviewError, ReviewLog
+from iconograph.search.reviews import (
+    ACTIONS,
+    MAX_LABEL_CHARS,
+    MAX_REVIEWER_CHARS,
+    Action,
+    Review,
+    ReviewError,
+    ReviewLog,
+)
 from iconograph.search.vectors import DEFAULT_ANN_THRESHOLD, IndexState, SearchHit, VectorTable
 
 __all__ = [
     "ACTIONS",
+    "MAX_LABEL_CHARS",
+    "MAX_REVIEWER_CHARS",
+    "Action",
     "DEFAULT_ANN_THRESHOLD",
     "DEFAULT_COLLECTION",
     "CollectionError",
@@ -33,6 +44,7 @@ __all__ = [
     "IndexState",
     "ItemView",
     "LabelView",
+    "NotInCollection",
     "PathRefused",
     "Review",
     "ReviewError",
@@ -45,5 +57,4 @@ __all__ = [
     "export_reviews",
     "list_collections",
     "open_collection",
-    "resolve_inside",
 ]

@@ -4,9 +4,10 @@ Data path of ``index``: sources -> items -> embed (through the cache: only new c
 computed) -> predictions (zero-shot tagger, or a predictions file) -> upsert rows of changed or
 new images into the collection's :class:`VectorTable` -> build or extend the ANN index.
 
-The collection's metadata (a small JSON file in the store) remembers the model, the folders the
-collection may serve images from (its roots) and the tagger, so that indexing more images later
-tags them the same way without repeating the options.
+The collection's metadata (a small JSON file in the store) remembers the model, the folders its
+images lie in (its roots) and the tagger, so that indexing more images later tags them the same
+way without repeating the options. The indexed items are the authority on what the collection
+holds: :meth:`SearchCollection.key` turns a user-given path into an item's key, or refuses it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -38,6 +39,10 @@ class CollectionError(ValueError):
 
 class PathRefused(CollectionError):
     """A path outside the collection's roots, with ``..``, or a link leading out of them."""
+
+
+class NotInCollection(CollectionError):
+    """A path that names no indexed item of the collection."""
 
 
 # ---- the tagger: zero-shot settings remembered with the collection ----------------------------
@@ -289,10 +294,17 @@ class SearchCollection:
         if isinstance(sources, (str, os.PathLike)):
             sources = [sources]
         sources = [Path(s) for s in sources]
-        items = read_collection(sources)
-        all_roots = sorted(set(self.roots) | set(collection_roots(sources)) | {os.path.realpath(r) for r in roots})
+        items, listed = [], set()
+        for source in sources:
+            found = read_collection(source)
+            items.extend(found)
+            if not source.is_dir():  # a list file or an image file: each image named is an item
+                listed.update(os.path.abspath(item.path) for item in found)
+        all_roots = set(self.roots) | set(collection_roots(sources)) | {os.path.realpath(r) for r in roots}
         report = IndexReport(images=len(items))
-        paths, report.outside = _split_inside([os.path.abspath(item.path) for item in items], all_roots)
+        # Images found by walking a folder must stay inside it (a link may lead out); an image
+        # named in a list is taken as named, and its own folder becomes a root once it is indexed.
+        paths, report.outside = _split_inside([os.path.abspath(item.path) for item in items], all_roots, listed)
 
         model = embedder.model
         table = f"search_{self.name}_{model.cache_key[:16]}"
@@ -301,7 +313,7 @@ class SearchCollection:
             model=_model_spec(model.spec),
             cache_key=model.cache_key,
             table=table,
-            roots=all_roots,
+            roots=sorted(all_roots),
             ann_threshold=ann_threshold or self.meta.get("ann_threshold") or DEFAULT_ANN_THRESHOLD,
         )
         if tagger is not None:
@@ -348,7 +360,12 @@ class SearchCollection:
             vectors.delete_paths(gone)
             report.removed = len(gone)
         report.state = vectors.maintain(rebuild=rebuild)
-        self._update_meta(index=report.state.to_dict())
+        all_roots |= {
+            os.path.dirname(os.path.realpath(path))
+            for path, error in zip(embeddings.paths, embeddings.errors)
+            if error is None and path in listed
+        }
+        self._update_meta(index=report.state.to_dict(), roots=sorted(all_roots))
         return report
 
     def _predict(self, paths, matrix, embedder, tagger, predictions) -> tuple[list[list[str]], list[list[float]]]:
@@ -396,12 +413,12 @@ class SearchCollection:
         return self.search_vector(result.vectors[0], k, filters, mode)
 
     def similar(self, path: str, k: int = 20, filters=(), mode: str = "auto"):
-        """More like an image of the collection, using its stored vector (no model needed)."""
-        path = os.path.abspath(path)
-        found = self.vectors.vectors_for([path])
-        if path not in found:
-            raise CollectionError(f"{path}: not in collection {self.name!r}")
-        return self.search_vector(found[path], k, filters, mode)
+        """More like an image of the collection (see :meth:`key`), using its stored vector (no model needed)."""
+        key = self.key(path)
+        found = self.vectors.vectors_for([key])
+        if key not in found:
+            raise NotInCollection(f"{path}: not in collection {self.name!r}")
+        return self.search_vector(found[key], k, filters, mode)
 
     def where(self, filters: Sequence[str]) -> str | None:
         """``label=X`` filters (all must hold) as a LanceDB SQL prefilter over reviewed labels.
@@ -470,12 +487,10 @@ class SearchCollection:
         return views
 
     def item(self, path: str) -> ItemView:
-        path = os.path.abspath(path)
-        rows = self._rows()
-        if path not in rows:
-            raise CollectionError(f"{path}: not in collection {self.name!r}")
-        labels, scores = rows[path]
-        return item_view(path, labels, scores, self.reviews.state().get(path))
+        """One image of the collection (see :meth:`key`) with its predictions and review state."""
+        key = self.key(path)
+        labels, scores = self._rows()[key]
+        return item_view(key, labels, scores, self.reviews.state().get(key))
 
     def views(self, hits: Sequence[SearchHit]) -> list[ItemView]:
         state = self.reviews.state()
@@ -483,10 +498,7 @@ class SearchCollection:
 
     def review(self, review: Review) -> Review:
         """Record one decision for an image of this collection (committed before returning)."""
-        review = replace(review, path=os.path.abspath(review.path))
-        if review.path not in self._rows():
-            raise CollectionError(f"{review.path}: not in collection {self.name!r}")
-        return self.reviews.record(review)
+        return self.reviews.record(replace(review, path=self.key(review.path)))
 
     def label_names(self) -> list[str]:
         names = {lab for labels, _ in self._rows().values() for lab in labels}
@@ -498,9 +510,34 @@ class SearchCollection:
 
     # ---- files ------------------------------------------------------------------------------
 
+    def key(self, path: str) -> str:
+        """The key (absolute path, as indexed) of the item ``path`` names; the one rule for
+        every path a user gives: an item's absolute path, or a path relative to a root.
+
+        Refused with :class:`PathRefused`: an empty path, NUL, ``..`` components, and an existing
+        path whose real location (all links followed) is outside the roots. Any other path that
+        is not an indexed item: :class:`NotInCollection`.
+        """
+        if not path or "\x00" in path:
+            raise PathRefused("empty or invalid path")
+        if ".." in path.replace("\\", "/").split("/"):
+            raise PathRefused(f"{path}: '..' is not allowed")
+        roots = frozenset(self.roots)
+        rows = self._rows()
+        candidates = [os.path.abspath(path)] if os.path.isabs(path) else [os.path.join(r, path) for r in sorted(roots)]
+        for candidate in candidates:
+            if os.path.lexists(candidate) and not is_inside(os.path.realpath(candidate), roots):
+                raise PathRefused(f"{path}: outside the collection's folders")
+            if candidate in rows:
+                return candidate
+        raise NotInCollection(f"{path}: not in collection {self.name!r}")
+
     def resolve(self, path: str) -> Path:
-        """The real file for ``path`` if it lies inside a root of this collection; else PathRefused."""
-        return resolve_inside(path, self.roots)
+        """The real file of the item ``path`` names (see :meth:`key`); FileNotFoundError if it is gone."""
+        real = os.path.realpath(self.key(path))
+        if not os.path.isfile(real):
+            raise FileNotFoundError(f"{path}: the file is gone")
+        return Path(real)
 
     def stats(self) -> dict:
         self.require()
@@ -538,46 +575,29 @@ def list_collections(store: Store) -> list[str]:
 
 
 def collection_roots(sources: Sequence[Path]) -> list[str]:
-    """The folders a collection may serve files from: each folder source, or a file source's folder."""
-    roots = []
-    for source in sources:
-        real = os.path.realpath(source)
-        roots.append(real if os.path.isdir(real) else os.path.dirname(real))
-    return roots
+    """The folder sources (real paths). A list file's folder is no root: the images it names
+    are, each by its own folder (see :meth:`SearchCollection.index`)."""
+    return [os.path.realpath(source) for source in sources if os.path.isdir(source)]
 
 
-def is_inside(real: str, roots: Sequence[str]) -> bool:
-    return any(real == root or os.path.commonpath([real, root]) == root for root in roots)
+def is_inside(real: str, roots: Collection[str]) -> bool:
+    """Whether the real, absolute path ``real`` is one of ``roots`` or lies below one."""
+    roots = roots if isinstance(roots, (set, frozenset)) else frozenset(roots)
+    while True:
+        if real in roots:
+            return True
+        parent = os.path.dirname(real)
+        if parent == real:
+            return False
+        real = parent
 
 
-def _split_inside(paths: list[str], roots: Sequence[str]) -> tuple[list[str], list[str]]:
+def _split_inside(paths: list[str], roots: Collection[str], listed: Collection[str]) -> tuple[list[str], list[str]]:
     inside, outside = [], []
+    roots = frozenset(roots)
     for path in paths:
-        (inside if is_inside(os.path.realpath(path), roots) else outside).append(path)
+        (inside if path in listed or is_inside(os.path.realpath(path), roots) else outside).append(path)
     return inside, outside
-
-
-def resolve_inside(path: str, roots: Sequence[str]) -> Path:
-    """Resolve ``path`` (absolute, or relative to a root) to a file inside one of ``roots``.
-
-    Refused: ``..`` components, and anything whose real path (all links followed) leaves the
-    roots, so a link inside a root cannot lead out of it.
-    """
-    if not path or "\x00" in path:
-        raise PathRefused("empty or invalid path")
-    if ".." in Path(path).parts or ".." in path.replace("\\", "/").split("/"):
-        raise PathRefused(f"{path}: '..' is not allowed")
-    candidates = [path] if os.path.isabs(path) else [os.path.join(root, path) for root in roots]
-    for candidate in candidates:
-        real = os.path.realpath(candidate)
-        if is_inside(real, roots):
-            if os.path.isfile(real):
-                return Path(real)
-        elif os.path.lexists(candidate):
-            raise PathRefused(f"{path}: outside the collection's folders")
-    if os.path.isabs(path) and not is_inside(os.path.realpath(path), roots):
-        raise PathRefused(f"{path}: outside the collection's folders")
-    raise FileNotFoundError(f"{path}: no such file in the collection's folders")
 
 
 def _existing_hashes(vectors: VectorTable) -> dict[str, str]:

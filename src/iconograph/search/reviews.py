@@ -15,15 +15,25 @@ serialise the writes with a lock so that none of them has to.
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import pyarrow as pa
 
-ACTIONS = ("accept", "reject", "add", "remove")
+Action = Literal["accept", "reject", "add", "remove"]
+ACTIONS: tuple[str, ...] = get_args(Action)
+MAX_LABEL_CHARS = 200
+MAX_REVIEWER_CHARS = 100
+# One line of text: no control characters (C0, DEL, C1) and no Unicode line separators. The
+# pattern is written for both Python's re and the Rust regex engine that Pydantic uses.
+ONE_LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+_ONE_LINE = re.compile(ONE_LINE_PATTERN)
 POSITIVE = frozenset({"accept", "add"})
 COMPACT_EVERY = 256  # appends between compactions: one fragment per decision otherwise
 STATE_TTL = 2.0  # seconds a folded review state is reused when nothing was written
@@ -49,7 +59,7 @@ def _writer(key: str) -> _Writer:
 
 
 class ReviewError(ValueError):
-    """A decision that cannot be recorded (unknown action, empty label, bad box)."""
+    """A decision that cannot be recorded (unknown action, empty or too long label, bad box)."""
 
 
 @dataclass(frozen=True)
@@ -67,11 +77,15 @@ class Review:
             raise ReviewError(f"action must be one of {', '.join(ACTIONS)}; got {self.action!r}")
         if not self.label.strip():
             raise ReviewError("a review needs a label")
+        _check_text("label", self.label, MAX_LABEL_CHARS)
+        _check_text("reviewer", self.reviewer, MAX_REVIEWER_CHARS)
         if not self.path:
             raise ReviewError("a review needs a path")
         if self.box is not None:
             if len(self.box) != 4:
                 raise ReviewError("a box is [x1, y1, x2, y2]")
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in self.box):
+                raise ReviewError("a box needs four finite numbers")
             x1, y1, x2, y2 = self.box
             if not (x2 > x1 and y2 > y1):
                 raise ReviewError("a box needs x2 > x1 and y2 > y1")
@@ -87,6 +101,15 @@ class Review:
             "reviewer": self.reviewer,
             "time": self.time_ns / 1e9,
         }
+
+
+def _check_text(what: str, text: str, max_chars: int) -> None:
+    if not isinstance(text, str):
+        raise ReviewError(f"the {what} must be text")
+    if len(text) > max_chars:
+        raise ReviewError(f"the {what} is longer than {max_chars} characters")
+    if not _ONE_LINE.fullmatch(text):
+        raise ReviewError(f"the {what} must be one line without control characters")
 
 
 @dataclass

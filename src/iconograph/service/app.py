@@ -8,6 +8,7 @@ are serialised per collection by :class:`iconograph.search.ReviewLog`.
 
 from __future__ import annotations
 
+import html
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,13 +18,15 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from iconograph.decode import DecodeError, content_hash
+from iconograph.decode import DecodeError, content_hash, image_media_type
 from iconograph.search import (
-    ACTIONS,
+    Action,
     CollectionError,
+    NotInCollection,
     PathRefused,
     Review,
     ReviewError,
@@ -31,9 +34,34 @@ from iconograph.search import (
     list_collections,
 )
 from iconograph.service.auth import COOKIE, UploadLimit, request_token, token_matches
+from iconograph.service.headers import SecurityHeaders
+from iconograph.service.limits import (
+    MAX_PAGE,
+    MAX_THUMB,
+    MIN_THUMB,
+    ItemPath,
+    KForm,
+    KQuery,
+    Label,
+    LabelFilter,
+    LabelFilterForm,
+    LabelsForm,
+    PathQuery,
+    Reviewer,
+    ScoreQuery,
+    SearchMode,
+    SearchText,
+    ThresholdForm,
+    TopKForm,
+)
 from iconograph.store import Store
 
-STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
+STATIC_FILES = {
+    "app.js": "text/javascript",
+    "style.css": "text/css",
+    "index.html": "text/html",
+    "docs-init.js": "text/javascript",
+}
 
 
 @dataclass
@@ -129,11 +157,15 @@ class Models:
 
 
 class ReviewIn(BaseModel):
-    path: str = Field(description="The image's path as listed by the collection.")
-    label: str
-    action: str = Field(description=f"One of: {', '.join(ACTIONS)}.")
-    box: list[float] | None = Field(None, description="Optional [x1, y1, x2, y2] in image pixels.")
-    reviewer: str = ""
+    model_config = ConfigDict(allow_inf_nan=False)  # JSON's NaN/Infinity literals are refused
+
+    path: ItemPath = Field(description="The image's path as listed by the collection (or relative to its folders).")
+    label: Label
+    action: Action
+    box: tuple[float, float, float, float] | None = Field(
+        None, description="Optional [x1, y1, x2, y2] in image pixels."
+    )
+    reviewer: Reviewer = ""
 
 
 def create_app(config: ServiceConfig) -> FastAPI:
@@ -165,12 +197,20 @@ def create_app(config: ServiceConfig) -> FastAPI:
         openapi_url=None,
     )
     app.add_middleware(UploadLimit, max_bytes=config.max_upload_bytes)
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so the 413 gets the headers too
     auth = [Depends(require_token)]
 
     @app.exception_handler(CollectionError)
     async def collection_error(request: Request, exc: CollectionError):
-        status = 403 if isinstance(exc, PathRefused) else 404 if "not in collection" in str(exc) else 400
+        status = 403 if isinstance(exc, PathRefused) else 404 if isinstance(exc, NotInCollection) else 400
         return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        # FastAPI's own answer echoes each refused input: a NaN cannot be written as JSON (a 500
+        # instead of the 422), and a megabyte label would come back whole. Say where and why only.
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(ReviewError)
     async def review_error(request: Request, exc: ReviewError):
@@ -188,7 +228,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
             if not token_matches(token, config.token):
                 return HTMLResponse(_login_page("That token is not right."), status_code=401)
             response = RedirectResponse("/", status_code=303)
-            response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+            # Secure over TLS (uvicorn reports https behind a proxy too, with --proxy-headers)
+            secure = request.url.scheme == "https"
+            response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure)
             return response
         if not token_matches(request_token(request.headers, request.cookies), config.token):
             return HTMLResponse(_login_page(), status_code=401)
@@ -206,15 +248,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @app.get("/docs", include_in_schema=False, dependencies=auth)
     def docs():
-        from fastapi.openapi.docs import get_swagger_ui_html
-
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="iconograph API",
-            swagger_js_url="/static/docs/swagger-ui-bundle.js",
-            swagger_css_url="/static/docs/swagger-ui.css",
-            swagger_favicon_url="/static/docs/favicon.png",
-        )
+        # Our own page rather than FastAPI's get_swagger_ui_html, whose inline start-up script
+        # the security policy would block: static/docs-init.js does the same from a file.
+        return HTMLResponse(_static("docs.html"))
 
     @app.get("/static/docs/{name}", include_in_schema=False, dependencies=auth)
     def docs_assets(name: str):
@@ -233,10 +269,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
     @app.post("/api/classify", tags=["classify"], dependencies=auth)
     def classify(
         file: Annotated[UploadFile, File(description="The image.")],
-        labels: Annotated[str, Form(description="Comma-separated labels: zeus,eagle,patera")],
+        labels: LabelsForm,
         multi_label: Annotated[bool, Form()] = False,
-        threshold: Annotated[float, Form()] = 0.5,
-        top_k: Annotated[int | None, Form()] = None,
+        threshold: ThresholdForm = 0.5,
+        top_k: TopKForm = None,
         templates: Annotated[str, Form(description="default | openai | photo | none")] = "default",
         collection_name: Annotated[
             str | None, Form(alias="collection", description="Use this collection's model.")
@@ -277,10 +313,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
     def items(
         name: str,
         offset: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=500)] = 60,
-        label: str | None = None,
-        min_score: float | None = None,
-        max_score: float | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 60,
+        label: LabelFilter = None,
+        min_score: ScoreQuery = None,
+        max_score: ScoreQuery = None,
         reviewed: bool | None = None,
     ) -> dict:
         """One page of the collection with predictions and review state (sorted by path)."""
@@ -293,9 +329,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
         }
 
     @app.get("/api/collections/{name}/item", tags=["collections"], dependencies=auth)
-    def item(name: str, path: str) -> dict:
+    def item(name: str, path: PathQuery) -> dict:
         target = collection(name)
-        return {**target.item(path).to_record(), "history": [r.to_record() for r in target.reviews.for_path(path)]}
+        view = target.item(path)
+        return {**view.to_record(), "history": [r.to_record() for r in target.reviews.for_path(view.path)]}
 
     # ---- search ---------------------------------------------------------------------------------
 
@@ -310,25 +347,25 @@ def create_app(config: ServiceConfig) -> FastAPI:
     @app.get("/api/collections/{name}/search", tags=["search"], dependencies=auth)
     def search_text(
         name: str,
-        q: str,
-        k: Annotated[int, Query(ge=1, le=1000)] = 20,
-        label: str | None = None,
-        mode: str = "auto",
+        q: SearchText,
+        k: KQuery = 20,
+        label: LabelFilter = None,
+        mode: SearchMode = "auto",
     ) -> dict:
         """Images nearest to a text (cosine similarity of the collection's model embeddings)."""
         target = collection(name)
         if not q.strip():
             raise HTTPException(422, "the search text is empty")
         vector = models.embed_text(target.model_spec, q)
-        hits, used = target.search_vector(vector, k, _filters(label), _mode(mode))
+        hits, used = target.search_vector(vector, k, _filters(label), mode)
         return hits_response(target, hits, used)
 
     @app.post("/api/collections/{name}/search/image", tags=["search"], dependencies=auth)
     def search_image(
         name: str,
         file: Annotated[UploadFile, File()],
-        k: Annotated[int, Form(ge=1, le=1000)] = 20,
-        label: Annotated[str | None, Form()] = None,
+        k: KForm = 20,
+        label: LabelFilterForm = None,
     ) -> dict:
         """Images nearest to an uploaded image."""
         target = collection(name)
@@ -337,7 +374,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return hits_response(target, hits, used)
 
     @app.get("/api/collections/{name}/similar", tags=["search"], dependencies=auth)
-    def similar(name: str, path: str, k: Annotated[int, Query(ge=1, le=1000)] = 20, label: str | None = None) -> dict:
+    def similar(name: str, path: PathQuery, k: KQuery = 20, label: LabelFilter = None) -> dict:
         """More like this: images nearest to an indexed image (its stored vector)."""
         target = collection(name)
         hits, used = target.similar(path, k, _filters(label))
@@ -359,24 +396,26 @@ def create_app(config: ServiceConfig) -> FastAPI:
     # ---- files ----------------------------------------------------------------------------------
 
     @app.get("/api/collections/{name}/thumb", tags=["files"], dependencies=auth)
-    def thumb(name: str, path: str, size: Annotated[int, Query(ge=16, le=1024)] = 256):
+    def thumb(name: str, path: PathQuery, size: Annotated[int, Query(ge=MIN_THUMB, le=MAX_THUMB)] = 256):
+        """A JPEG thumbnail of an indexed image."""
         from iconograph.search.thumbs import thumbnail
 
         real = _resolve(collection(name), path)
         try:
             data = thumbnail(real, size, store.root / "thumbs")
         except DecodeError as exc:
-            raise HTTPException(422, f"{path}: {exc}") from None
+            raise HTTPException(415, f"{path}: {exc}") from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/api/collections/{name}/image", tags=["files"], dependencies=auth)
-    def image(name: str, path: str):
-        """The image file itself (only from inside the collection's folders)."""
-        import mimetypes
-
+    def image(name: str, path: PathQuery):
+        """The file of an indexed image, typed by the image format it holds (never by its name)."""
         real = _resolve(collection(name), path)
-        media = mimetypes.guess_type(real.name)[0] or "application/octet-stream"
-        return Response(real.read_bytes(), media_type=media)
+        data = real.read_bytes()
+        media = image_media_type(data)
+        if media is None:
+            raise HTTPException(415, f"{path}: not an image")
+        return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
 
     return app
 
@@ -392,12 +431,6 @@ def _filters(label: str | None) -> list[str]:
     return [f"label={label}"] if label else []
 
 
-def _mode(mode: str) -> str:
-    if mode not in ("auto", "exact", "ann"):
-        raise HTTPException(422, "mode must be auto, exact or ann")
-    return mode
-
-
 def _static(name: str) -> str:
     return resources.files("iconograph.service").joinpath("static", name).read_text(encoding="utf-8")
 
@@ -409,9 +442,10 @@ def _version() -> str:
 
 
 def _login_page(message: str = "") -> str:
-    note = f"<p class='error'>{message}</p>" if message else ""
+    # No inline style: the security policy allows only the service's own (token-protected) files.
+    note = f"<p class='error'>{html.escape(message)}</p>" if message else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>iconograph: sign in</title></head>
-<body style="font-family: sans-serif; max-width: 32em; margin: 4em auto">
+<body>
 <h1>iconograph</h1>{note}
 <p>This page needs the service's access token (printed by <code>iconograph serve</code>, or in its token file).</p>
 <form method="get" action="/"><input name="token" type="password" size="48" autofocus>
