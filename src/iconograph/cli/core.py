@@ -31,14 +31,20 @@ from iconograph.cli.common import (
 
 
 def parse_threshold(value: str) -> float | dict[str, float]:
+    """``--threshold``: a number from 0 to 1, or a per-label thresholds file."""
+    from iconograph.thresholds import check_threshold
     from iconograph.zeroshot import read_thresholds
 
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         if not Path(value).is_file():
             raise ValueError(f"--threshold {value!r} is neither a number nor a thresholds file") from None
         return read_thresholds(value)
+    try:
+        return check_threshold(number)
+    except ValueError:
+        raise ValueError(f"--threshold {value!r} is not a number from 0 to 1") from None
 
 
 @app.command()
