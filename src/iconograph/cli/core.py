@@ -91,13 +91,14 @@ def classify(
     if (labels is None) == (labels_file is None):
         fail("give exactly one of --labels or --labels-file")
     names = parse_label_list(labels) if labels is not None else read_labels_file(labels_file)
+    thresholds = parse_threshold(threshold)
     items = read_collection(sources)
     embedder = make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime)
     classifier = ZeroShotClassifier(
         names,
         templates=templates,
         multi_label=multi_label,
-        threshold=parse_threshold(threshold),
+        threshold=thresholds,
         top_k=top_k,
         neutral=neutral,
     ).prepare(embedder)
