@@ -9,7 +9,6 @@ same images generates nothing and an interrupted run resumes.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -189,16 +188,12 @@ def read_captions(path: str | Path) -> dict[str, str]:
     """Captions by resolved image path from a caption JSONL/CSV (errors left out); relative paths
     are taken relative to the working directory, as ``caption`` writes them."""
     from iconograph.collection import path_key
+    from iconograph.textfiles import read_csv, read_jsonl
 
     path = Path(path)
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
-    else:
-        with path.open(encoding="utf-8") as handle:
-            rows = [json.loads(line) for line in handle if line.strip()]
+    rows = read_csv(path) if path.suffix.lower() in (".csv", ".tsv") else read_jsonl(path)
     result = {}
-    for row in rows:
+    for _, row in rows:
         if row.get("caption") and not row.get("error"):
             result[path_key(row["path"])] = row["caption"]
     return result

@@ -8,23 +8,34 @@ a prediction does not list score 0 (with thresholded output that makes mAP a low
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from iconograph.collection import Item, labels_by_path, path_key, read_collection, read_image_folder
+from iconograph.collection import Item, SourceError, labels_by_path, path_key, read_located, unique_items
 from iconograph.results import Prediction, read_predictions
 
 NO_PREDICTION = "(none)"
 
 
-def read_truth(source: str | os.PathLike) -> list[Item]:
-    """An ImageFolder tree (label = parent folder) or a CSV/JSONL/COCO file with labels."""
-    source = Path(source)
-    items = read_image_folder(source) if source.is_dir() else read_collection(source)
+def read_truth(source: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Item]:
+    """An ImageFolder tree (label = parent folder) or a CSV/JSONL/COCO file with labels.
+
+    The one loader of truth (evaluate, train, split, report): each image may appear once (two
+    spellings of one file count as the same image), and some image must have a label.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        source = list(source)
+    name = (
+        source
+        if isinstance(source, (str, os.PathLike))
+        else ", ".join(map(str, source[:2])) + " ..." * (len(source) > 2)
+    )
+    items = unique_items(read_located(source, image_folders=True))
     if not any(item.labels is not None for item in items):
-        raise ValueError(f"{source}: no labels found (CSV/JSONL need a 'labels' column)")
+        raise SourceError(f"{name}: no labels found (CSV/JSONL need a 'labels' column)")
+    if not any(item.labels for item in items):
+        raise SourceError(f"{name}: every 'labels' value is empty, so there is nothing to evaluate or learn")
     return items
 
 
@@ -39,9 +50,13 @@ def evaluate(
         predictions = read_predictions(predictions)
     if isinstance(truth, (str, os.PathLike)):
         truth = read_truth(truth)
-    truth_map = (
-        {path_key(k): tuple(v) for k, v in truth.items()} if isinstance(truth, Mapping) else labels_by_path(truth)
-    )
+    elif isinstance(truth, Mapping):
+        truth = unique_items((str(path), Item(str(path), tuple(labels))) for path, labels in truth.items())
+    else:
+        truth = unique_items((item.path, item) for item in truth)
+    truth_map = labels_by_path(truth)
+    if not any(truth_map.values()):
+        raise ValueError("the truth has no labels: nothing to evaluate")
     matched = [(p, truth_map[path_key(p.path)]) for p in predictions if path_key(p.path) in truth_map]
     if not matched:
         raise ValueError("no prediction matches a truth item by path")

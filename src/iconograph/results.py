@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from iconograph.collection import LABEL_SEPARATOR
+from iconograph.collection import LABEL_SEPARATOR, SourceError, clean_label
 from iconograph.io import atomic_open
+from iconograph.textfiles import read_csv, read_jsonl
 
 
 class LabelScore(NamedTuple):
@@ -92,22 +94,49 @@ def write_predictions(predictions: Iterable[Prediction], path: str | Path) -> Pr
 
 
 def read_predictions(path: str | Path) -> list[Prediction]:
-    """Read a JSONL or CSV predictions file (relative paths are resolved against its folder)."""
+    """Read a JSONL or CSV predictions file; a malformed record is a ``SourceError`` naming its line."""
     path = Path(path)
-    if path.suffix.lower() in (".csv", ".tsv"):
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
-        predictions = [_from_csv_row(row) for row in rows]
-    else:
-        with path.open(encoding="utf-8") as handle:
-            predictions = [Prediction.from_record(json.loads(line)) for line in handle if line.strip()]
+    is_csv = path.suffix.lower() in (".csv", ".tsv")
+    rows = read_csv(path) if is_csv else read_jsonl(path)
+    convert = _from_csv_row if is_csv else _from_record
+    predictions = []
+    for number, row in rows:
+        try:
+            predictions.append(convert(row))
+        except (KeyError, TypeError, ValueError) as exc:
+            reason = f"no {exc} column" if isinstance(exc, KeyError) else str(exc)
+            raise SourceError(f"{path}: line {number}: {reason}") from None
     return predictions
+
+
+def _from_record(record: dict) -> Prediction:
+    labels = record.get("labels") or []
+    if not isinstance(labels, list) or not all(isinstance(d, dict) and isinstance(d.get("label"), str) for d in labels):
+        raise ValueError('\'labels\' must be a list of {"label": text, "score": number}')
+    error = record.get("error")
+    pairs = tuple(LabelScore(clean_label(d["label"]), _score(d.get("score"))) for d in labels)
+    return Prediction(_path(record.get("path")), pairs, None if error is None else str(error))
 
 
 def _from_csv_row(row: dict) -> Prediction:
     labels = [x for x in (row.get("labels") or "").split(LABEL_SEPARATOR) if x.strip()]
     scores = [x for x in (row.get("scores") or "").split(LABEL_SEPARATOR) if x.strip()]
     if scores and len(scores) != len(labels):
-        raise ValueError(f"{row.get('path')}: {len(labels)} labels but {len(scores)} scores")
-    pairs = tuple(LabelScore(lab.strip(), float(scores[i]) if scores else 1.0) for i, lab in enumerate(labels))
-    return Prediction(row["path"], pairs, row.get("error") or None)
+        raise ValueError(f"{len(labels)} labels but {len(scores)} scores")
+    pairs = tuple(LabelScore(clean_label(lab), _score(scores[i]) if scores else 1.0) for i, lab in enumerate(labels))
+    return Prediction(_path(row["path"]), pairs, row.get("error") or None)
+
+
+def _path(value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("'path' must be a non-empty string")
+    return value
+
+
+def _score(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"score {value!r} is not a number")
+    score = float(value)
+    if not math.isfinite(score):
+        raise ValueError(f"score {value!r} is not a finite number")
+    return score

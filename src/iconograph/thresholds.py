@@ -7,6 +7,7 @@ validation example keep the default threshold.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +16,17 @@ from iconograph.results import LabelScore
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_TOP_K = 5
+
+
+def check_threshold(value) -> float:
+    """``value`` as a float in [0, 1]; anything else (nan, inf, 2, -0.1, text) is a ``ValueError``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not 0.0 <= number <= 1.0:  # also false for nan
+        raise ValueError(f"threshold {value!r} is not a number from 0 to 1")
+    return number
 
 
 def f1_optimal_thresholds(truth: np.ndarray, scores: np.ndarray, default: float = DEFAULT_THRESHOLD) -> np.ndarray:

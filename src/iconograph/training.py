@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from iconograph.backends import DEFAULT_MODEL, Backend, load_model
-from iconograph.collection import Item, path_key, read_collection
+from iconograph.collection import Item, SourceError, path_key, read_collection
 from iconograph.embed import Embedder
 from iconograph.heads import Head, make_head
 from iconograph.splits import MinCountRow, Split, drop_rare, is_multi_label_items, min_count_table, split_items
@@ -32,16 +32,27 @@ SPLITS_FILE = "splits.csv"
 
 
 def labelled_items(sources: str | os.PathLike | Iterable, truth: str | os.PathLike | None = None) -> list[Item]:
-    """The images of ``sources`` that have labels in ``truth`` (matched by path; default: their own labels)."""
+    """The images of ``sources`` with their labels in ``truth``, matched by path.
+
+    Without ``truth``, SOURCE is the truth: an ImageFolder tree (label = folder name) or a
+    labelled CSV/JSONL. Either way each image appears once, so no image can land in two splits.
+    """
     from iconograph.metrics import read_truth
 
-    items = read_collection(sources)
-    if truth is not None:
+    if truth is None:
+        try:
+            items = read_truth(sources)
+        except SourceError as exc:
+            raise SourceError(f"{exc}; give the labels with --truth") from None
+    else:
         by_key = {path_key(t.path): t for t in read_truth(truth) if t.labels}
+        images: dict[str, Item] = {}
+        for item in read_collection(sources):
+            images.setdefault(path_key(item.path), item)  # an image named twice in SOURCE is one image
         items = [
             Item(item.path, by_key[key].labels, {**by_key[key].meta, **item.meta})
-            for item in items
-            if (key := path_key(item.path)) in by_key
+            for key, item in images.items()
+            if key in by_key
         ]
     items = [item for item in items if item.labels]
     if not items:

@@ -16,8 +16,6 @@ Scores:
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -25,7 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from iconograph.backends import Scoring
+from iconograph.collection import clean_label
 from iconograph.results import LabelScore
+from iconograph.textfiles import read_csv, read_json, read_lines
+from iconograph.thresholds import check_threshold
 
 TEMPLATE_SETS = ("default", "openai", "photo", "none")
 DEFAULT_TOP_K = 5
@@ -41,14 +42,15 @@ def load_templates(templates: str | Sequence[str] | None = "default") -> list[st
         templates = "default"
     if isinstance(templates, str):
         if templates in TEMPLATE_SETS:
-            text = resources.files("iconograph").joinpath(f"templates/{templates}.txt").read_text()
+            text = resources.files("iconograph").joinpath(f"templates/{templates}.txt").read_text(encoding="utf-8")
+            lines = text.splitlines()
         elif Path(templates).is_file():
-            text = Path(templates).read_text(encoding="utf-8")
+            lines = [line for _, line in read_lines(templates)]
         else:
             raise LabelError(
                 f"templates '{templates}' is neither a built-in set ({', '.join(TEMPLATE_SETS)}) nor a file"
             )
-        templates = [line.rstrip("\n") for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        templates = [line for line in lines if line.strip() and not line.startswith("#")]
     templates = list(templates)
     bad = [t for t in templates if "{}" not in t]
     if not templates or bad:
@@ -59,29 +61,52 @@ def load_templates(templates: str | Sequence[str] | None = "default") -> list[st
 
 
 def read_labels_file(path: str | Path) -> list[str]:
-    """One label per line (blank lines and ``#`` comments skipped)."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    """One label per line (blank lines and ``#`` comments skipped), each checked by :func:`clean_label`."""
+    labels = []
+    for number, line in read_lines(path):
+        if line.strip() and not line.lstrip().startswith("#"):
+            try:
+                labels.append(clean_label(line))
+            except ValueError as exc:
+                raise LabelError(f"{path}: line {number}: {exc}") from None
+    return labels
 
 
 def parse_label_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        return [label for label in map(clean_label, text.split(",")) if label]
+    except ValueError as exc:
+        raise LabelError(str(exc)) from None
 
 
 def read_thresholds(path: str | Path) -> dict[str, float]:
-    """Per-label thresholds: a JSON object ``{label: t}`` or a CSV with ``label,threshold`` rows."""
+    """Per-label thresholds in [0, 1]: a JSON object ``{label: t}`` or a CSV with ``label,threshold`` rows.
+
+    The CSV's header row (``label,threshold``) is optional; a label given twice is an error.
+    """
     path = Path(path)
     if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text())
-        data = data.get("thresholds", data)
-        return {str(k): float(v) for k, v in data.items()}
-    rows = [row for row in csv.reader(path.read_text(encoding="utf-8").splitlines()) if row and row[0].strip()]
-    if rows and rows[0][0].strip().lower() == "label":
-        rows = rows[1:]
-    try:
-        return {row[0].strip(): float(row[1]) for row in rows}
-    except (IndexError, ValueError):
-        raise LabelError(f"{path}: thresholds CSV rows must be 'label,threshold'") from None
+        data = read_json(path)
+        data = data.get("thresholds", data) if isinstance(data, dict) else data
+        if not isinstance(data, dict):
+            raise LabelError(f"{path}: a thresholds JSON file must be an object {{label: threshold}}")
+        rows = [(f"label {label!r}", [label, value]) for label, value in data.items()]
+    else:
+        rows = [(f"line {number}", row) for number, row in read_csv(path, header=False)]
+        if rows and [cell.strip().lower() for cell in rows[0][1]] == ["label", "threshold"]:
+            rows = rows[1:]
+    thresholds: dict[str, float] = {}
+    for where, row in rows:
+        try:
+            if len(row) != 2:
+                raise ValueError(f"{len(row)} fields where 'label,threshold' was expected")
+            label = clean_label(row[0])
+            if not label or label in thresholds:
+                raise ValueError(f"label {label!r} is {'given twice' if label else 'empty'}")
+            thresholds[label] = check_threshold(row[1].strip() if isinstance(row[1], str) else row[1])
+        except ValueError as exc:
+            raise LabelError(f"{path}: {where}: {exc}") from None
+    return thresholds
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
@@ -122,22 +147,32 @@ class ZeroShotClassifier:
         top_k: int | None = None,
         neutral: str = "object",
     ):
-        labels = list(dict.fromkeys(str(label).strip() for label in labels if str(label).strip()))
+        try:
+            labels = list(dict.fromkeys(label for label in map(clean_label, map(str, labels)) if label))
+            thresholds = (
+                {str(k): check_threshold(v) for k, v in threshold.items()}
+                if isinstance(threshold, Mapping)
+                else check_threshold(threshold)
+            )
+        except ValueError as exc:
+            raise LabelError(str(exc)) from None
         if not labels:
             raise LabelError("no labels given")
+        if top_k is not None and top_k < 1:
+            raise LabelError(f"top_k must be at least 1, not {top_k}")
         self.labels = labels
         self.templates = load_templates(templates)
         self.multi_label = multi_label
         self.threshold = threshold
         self.top_k = top_k
         self.neutral = neutral
-        unknown = set(threshold) - set(labels) if isinstance(threshold, Mapping) else set()
+        unknown = set(thresholds) - set(labels) if isinstance(thresholds, Mapping) else set()
         if unknown:
             raise LabelError(f"thresholds given for labels that are not classified: {', '.join(sorted(unknown))}")
-        if isinstance(threshold, Mapping):  # labels without their own threshold keep 0.5
-            self._thresholds = np.array([float(threshold.get(label, 0.5)) for label in labels])
+        if isinstance(thresholds, Mapping):  # labels without their own threshold keep 0.5
+            self._thresholds = np.array([thresholds.get(label, 0.5) for label in labels])
         else:
-            self._thresholds = np.full(len(labels), float(threshold))
+            self._thresholds = np.full(len(labels), thresholds)
 
     def prepare(self, embedder) -> ZeroShotClassifier:
         """Embed every label in every template (cached) and read the model's scoring."""

@@ -69,7 +69,7 @@ def test_top_k_multi_label_threshold_and_csv_output(tmp_path, tiny_clip):
         assert len(record["labels"]) <= 7
 
     thresholds = tmp_path / "thresholds.csv"
-    thresholds.write_text("label,threshold\ncat,0.0\ndog,1.01\n")
+    thresholds.write_text("label,threshold\ncat,0.0\ndog,1.0\n")
     run_cli(
         "classify",
         *images,

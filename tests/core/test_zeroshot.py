@@ -63,7 +63,7 @@ def test_clip_multi_label_scores_each_label_against_the_neutral_prompt():
 def test_sigmoid_models_use_their_own_bias_and_thresholds_pick_labels():
     embedder = FakeEmbedder(Scoring(10.0, -2.0))
     clf = ZeroShotClassifier(
-        ["a", "b", "c"], templates=["{}"], multi_label=True, threshold={"a": 0.0, "b": 1.1}
+        ["a", "b", "c"], templates=["{}"], multi_label=True, threshold={"a": 0.0, "b": 1.0}
     ).prepare(embedder)
     image = np.random.default_rng(3).normal(size=(2, 8))
     cos = normalize(image) @ normalize(np.stack([embedder.vectors[t] for t in "abc"])).T

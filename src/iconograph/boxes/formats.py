@@ -26,6 +26,7 @@ from iconograph.boxes.detections import Detections
 from iconograph.collection import SourceError, walk_images
 from iconograph.decode import is_image_path
 from iconograph.io import atomic_write_text
+from iconograph.textfiles import read_json, read_lines, read_text
 
 FORMATS = ("coco", "voc", "yolo")
 EXIF_ORIENTATION = 0x0112
@@ -158,10 +159,7 @@ def detect_format(source: Path) -> str:
 
 def read_coco(path: str | Path) -> BoxDataset:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SourceError(f"{path}: cannot read COCO JSON ({' '.join(str(exc).split())[:200]})") from None
+    data = read_json(path)
     if not isinstance(data, dict) or not {"images", "categories"} <= data.keys():
         raise SourceError(f"{path}: a COCO file needs 'images' and 'categories'")
     categories = sorted(data["categories"], key=lambda c: c["id"])
@@ -234,7 +232,7 @@ def read_yolo(root: str | Path, *, images: str | Path | None = None, classes=Non
     result = []
     for stem, image_path in sorted(by_stem.items()):
         label_file = labels_dir / f"{stem}.txt"
-        text = label_file.read_text(encoding="utf-8") if label_file.is_file() else ""
+        text = read_text(label_file) if label_file.is_file() else ""
         width, height = image_size(image_path)
         try:
             detections = Detections.from_yolo(text, width, height, classes)
@@ -246,14 +244,12 @@ def read_yolo(root: str | Path, *, images: str | Path | None = None, classes=Non
 
 def read_yolo_classes(root: Path) -> tuple[str, ...]:
     if (root / "classes.txt").is_file():
-        return tuple(
-            line.strip() for line in (root / "classes.txt").read_text(encoding="utf-8").splitlines() if line.strip()
-        )
+        return tuple(line.strip() for _, line in read_lines(root / "classes.txt") if line.strip())
     for name in ("data.yaml", "dataset.yaml"):
         if (root / name).is_file():
             import yaml
 
-            names = (yaml.safe_load((root / name).read_text(encoding="utf-8")) or {}).get("names")
+            names = (yaml.safe_load(read_text(root / name)) or {}).get("names")
             if isinstance(names, dict):
                 return tuple(str(names[k]) for k in sorted(names))
             if isinstance(names, list):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from iconograph.boxes.detections import Detections
 from iconograph.boxes.formats import BoxDataset, ImageBoxes, read_boxes
 from iconograph.collection import path_key
+from iconograph.textfiles import SourceError, read_jsonl
 
 SUMMARY_NAMES = (
     "mAP",
@@ -43,34 +43,25 @@ def is_detection_file(path: str | Path) -> bool:
     path = Path(path)
     if path.suffix.lower() not in (".jsonl", ".ndjson") or not path.is_file():
         return False
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    return False
-                return isinstance(record, dict) and "boxes" in record
-    return False
+    try:
+        return next(("boxes" in record for _, record in read_jsonl(path)), False)
+    except SourceError:
+        return False  # not readable as JSONL: whoever reads it as predictions says why
 
 
 def read_detection_records(path: str | Path) -> tuple[BoxDataset, int]:
     """The detect JSONL as a dataset with scores, and the number of error records in it."""
     path = Path(path)
     images, labels, errors = [], [], 0
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                detections = Detections.from_records(record.get("boxes") or [])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path}: line {number} is not a detection record ({exc})") from None
-            errors += record.get("error") is not None
-            size = (int(record.get("width") or 0), int(record.get("height") or 0))
-            images.append(ImageBoxes(str(record["path"]), *size, detections, {"error": record.get("error")}))
-            labels += detections.labels
+    for number, record in read_jsonl(path):
+        try:
+            detections = Detections.from_records(record.get("boxes") or [])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: line {number} is not a detection record ({exc})") from None
+        errors += record.get("error") is not None
+        size = (int(record.get("width") or 0), int(record.get("height") or 0))
+        images.append(ImageBoxes(str(record["path"]), *size, detections, {"error": record.get("error")}))
+        labels += detections.labels
     classes = tuple(dict.fromkeys(labels))
     return BoxDataset(images, classes), errors
 

@@ -58,6 +58,19 @@ ProgressOpt = Annotated[
 ]
 
 
+def unit_interval(value: float | None) -> float | None:
+    """Option callback: a threshold, score or probability must be a number from 0 to 1 (not nan)."""
+    if value is not None and not 0.0 <= value <= 1.0:  # min=/max= let nan through
+        raise typer.BadParameter(f"{value} is not a number from 0 to 1")
+    return value
+
+
+def positive(value: float | None) -> float | None:
+    if value is not None and not 0.0 < value < float("inf"):
+        raise typer.BadParameter(f"{value} is not a positive number")
+    return value
+
+
 def fail(message: str, code: int = EXIT_USAGE):
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)

@@ -31,14 +31,20 @@ from iconograph.cli.common import (
 
 
 def parse_threshold(value: str) -> float | dict[str, float]:
+    """``--threshold``: a number from 0 to 1, or a per-label thresholds file."""
+    from iconograph.thresholds import check_threshold
     from iconograph.zeroshot import read_thresholds
 
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         if not Path(value).is_file():
             raise ValueError(f"--threshold {value!r} is neither a number nor a thresholds file") from None
         return read_thresholds(value)
+    try:
+        return check_threshold(number)
+    except ValueError:
+        raise ValueError(f"--threshold {value!r} is not a number from 0 to 1") from None
 
 
 @app.command()
@@ -85,13 +91,14 @@ def classify(
     if (labels is None) == (labels_file is None):
         fail("give exactly one of --labels or --labels-file")
     names = parse_label_list(labels) if labels is not None else read_labels_file(labels_file)
+    thresholds = parse_threshold(threshold)
     items = read_collection(sources)
     embedder = make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime)
     classifier = ZeroShotClassifier(
         names,
         templates=templates,
         multi_label=multi_label,
-        threshold=parse_threshold(threshold),
+        threshold=thresholds,
         top_k=top_k,
         neutral=neutral,
     ).prepare(embedder)

@@ -20,6 +20,7 @@ from iconograph.cli.common import (
     WorkersOpt,
     app,
     fail,
+    unit_interval,
     user_errors,
 )
 
@@ -40,10 +41,14 @@ def detect(
         str, typer.Option("--model", "-m", help="OWL-ViT or OWLv2: hub id or save_pretrained folder.")
     ] = "google/owlvit-base-patch32",
     threshold: Annotated[
-        float, typer.Option("--threshold", min=0.0, max=1.0, help="Keep boxes scoring above this.")
+        float,
+        typer.Option("--threshold", min=0.0, max=1.0, callback=unit_interval, help="Keep boxes scoring above this."),
     ] = 0.1,
     nms_iou: Annotated[
-        float, typer.Option("--nms-iou", min=0.0, max=1.0, help="Class-wise NMS IoU threshold (1 disables NMS).")
+        float,
+        typer.Option(
+            "--nms-iou", min=0.0, max=1.0, callback=unit_interval, help="Class-wise NMS IoU threshold (1 disables NMS)."
+        ),
     ] = 0.5,
     clip: Annotated[bool, typer.Option("--clip/--no-clip", help="Clip boxes to the image.")] = True,
     out: Annotated[
@@ -202,7 +207,7 @@ def describe(
     ] = None,
     captions: Annotated[Optional[Path], typer.Option("--captions", help="A caption output (JSONL/CSV).")] = None,
     min_tag_score: Annotated[
-        float, typer.Option("--min-tag-score", help="Use --tags labels scoring at least this.")
+        float, typer.Option("--min-tag-score", callback=unit_interval, help="Use --tags labels scoring at least this.")
     ] = 0.0,
     engine: Annotated[str, typer.Option("--engine", help="template | llm")] = "template",
     language: Annotated[

@@ -22,6 +22,8 @@ from iconograph.cli.common import (
     app,
     fail,
     make_embedder,
+    positive,
+    unit_interval,
     user_errors,
 )
 
@@ -63,10 +65,11 @@ def train(
     test: TestOpt = 0.1,
     seed: SeedOpt = 0,
     c: Annotated[
-        Optional[float], typer.Option("--C", help="logistic/svm: fixed C (default: chosen on validation).")
+        Optional[float],
+        typer.Option("--C", callback=positive, help="logistic/svm: fixed C (default: chosen on validation)."),
     ] = None,
     neighbors: Annotated[
-        Optional[int], typer.Option("--k", help="knn: fixed k (default: chosen on validation).")
+        Optional[int], typer.Option("--k", min=1, help="knn: fixed k (default: chosen on validation).")
     ] = None,
     max_labels: Annotated[
         Optional[int], typer.Option("--max-labels", min=1, help="Multi-label: at most this many labels per image.")
@@ -83,7 +86,14 @@ def train(
         bool, typer.Option("--pos-weight", help="finetune, multi-label: weight positives by negatives/positives.")
     ] = False,
     grayscale_prob: Annotated[
-        float, typer.Option("--grayscale-prob", min=0.0, max=1.0, help="finetune: random grayscale (coin photos).")
+        float,
+        typer.Option(
+            "--grayscale-prob",
+            min=0.0,
+            max=1.0,
+            callback=unit_interval,
+            help="finetune: random grayscale (coin photos).",
+        ),
     ] = 0.0,
     amp: Annotated[
         Optional[bool], typer.Option("--amp/--no-amp", help="finetune: mixed precision (default: on CUDA).")

@@ -20,6 +20,7 @@ from iconograph.cli.common import (
     app,
     fail,
     make_embedder,
+    unit_interval,
     user_errors,
 )
 
@@ -64,7 +65,9 @@ def index(
     ] = None,
     templates: Annotated[str, typer.Option("--templates", help="Prompt templates for tagging.")] = "default",
     multi_label: Annotated[bool, typer.Option("--multi-label", help="Independent per-label tag scores.")] = False,
-    threshold: Annotated[float, typer.Option("--threshold", help="Multi-label threshold.")] = 0.5,
+    threshold: Annotated[
+        float, typer.Option("--threshold", callback=unit_interval, help="Multi-label threshold.")
+    ] = 0.5,
     top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="Tags kept per image.")] = None,
     root: Annotated[
         Optional[list[Path]], typer.Option("--root", help="Extra folder the service may serve images from.")
