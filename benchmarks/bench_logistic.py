@@ -62,7 +62,7 @@ def main() -> None:
         head_times.append(time.perf_counter() - start)
     sklearn_seconds, head_seconds = float(np.median(sklearn_times)), float(np.median(head_times))
     sklearn_pred = reference.predict(x_test)
-    head_pred = np.array([labels[0].label for labels in head.predict(x_test)])
+    head_pred = head.predict(x_test)
 
     sklearn_accuracy = float(np.mean(sklearn_pred == y_test))
     head_accuracy = float(np.mean(head_pred == y_test))

@@ -15,7 +15,7 @@ def iter_predictions(items: Sequence[Item | str], classifier, embedder: Embedder
     """Embed (through the cache) and classify chunk by chunk; failed images become error records.
 
     ``classifier`` is anything with ``predict(vectors) -> [labels per row]``: a prepared
-    :class:`ZeroShotClassifier` or a trained head.
+    :class:`ZeroShotClassifier` or a trained head as :class:`~iconograph.trained_model.HeadClassifier`.
     """
     paths = [item.path if isinstance(item, Item) else str(item) for item in items]
     for chunk in embedder.iter_images(paths):

@@ -141,7 +141,7 @@ class ImageJobRunner:
         pending_keys: list[str] = []
         pending_values: list = []
         try:
-            for batch in loader:
+            for batch in start_workers(loader):
                 valid_sizes = [s for s, e in zip(batch.sizes, batch.errors) if e is None]
                 outputs = iter(self.job.run_batch(batch.pixels, valid_sizes) if valid_sizes else [])
                 for position, digest, error in zip(batch.positions, batch.hashes, batch.errors):
@@ -238,6 +238,19 @@ def _init_worker(_: int) -> None:
     torch.set_num_threads(1)  # decoding workers must not compete with the model's threads
 
 
+def start_workers(loader) -> Iterator[Batch]:
+    """``iter(loader)``, which forks the decoding workers, without Lance's and LanceDB's fork warnings.
+
+    The workers only decode images and never touch Lance or LanceDB, so the warnings do not apply.
+    Lance warns in this process just before the fork; LanceDB warns in the child just after it, and
+    the child inherits the filters in force at the fork. So they are silenced only for that moment.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message="lance is not fork-safe", category=UserWarning)
+        return iter(loader)
+
+
 def make_loader(
     paths: Sequence[str], preprocess, batch_size: int, workers: int, max_pixels: int | None, device: str
 ) -> Iterable[Batch]:
@@ -247,10 +260,6 @@ def make_loader(
     from iconograph.backends.base import set_torch_threads
 
     set_torch_threads()
-    # The forked workers only decode images and never touch Lance or LanceDB, so their
-    # "not fork-safe" / "fork support is experimental" warnings do not apply.
-    warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
-    warnings.filterwarnings("ignore", message="lance is not fork-safe", category=UserWarning)
     workers = min(workers, max(0, len(paths) // max(1, batch_size)))  # tiny jobs: no process start-up
     return DataLoader(
         DecodeDataset(paths, preprocess, max_pixels),

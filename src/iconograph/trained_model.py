@@ -47,7 +47,7 @@ class TrainedModel:
 
     @property
     def labels(self) -> list[str]:
-        return list(self.head.classes_)
+        return self.head.classes_.tolist()
 
     @property
     def multi_label(self) -> bool:
@@ -82,8 +82,7 @@ class TrainedModel:
         from iconograph.collection import read_collection
 
         embedder = embedder or self.embedder(**embedder_options)
-        classifier = _TopK(self.head, top_k) if top_k else self.head
-        return list(iter_predictions(read_collection(sources), classifier, embedder))
+        return list(iter_predictions(read_collection(sources), HeadClassifier(self.head, top_k), embedder))
 
     # ---- files ------------------------------------------------------------------------
 
@@ -170,14 +169,15 @@ def _preprocessing(backend: Backend) -> dict | None:
     return None
 
 
-class _TopK:
-    """A head whose single-label predictions keep ``top_k`` labels."""
+class HeadClassifier:
+    """A head as :func:`~iconograph.classify.iter_predictions` wants a classifier: ``predict`` gives
+    label tuples (:meth:`Head.decide`), single-label ones ``top_k`` long."""
 
-    def __init__(self, head: Head, top_k: int):
+    def __init__(self, head: Head, top_k: int | None = None):
         self.head, self.top_k = head, top_k
 
     def predict(self, vectors):
-        return self.head.predict(vectors, top_k=self.top_k)
+        return self.head.decide(vectors, top_k=self.top_k)
 
 
 def _thresholds_csv(labels, thresholds) -> str:

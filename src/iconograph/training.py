@@ -24,7 +24,7 @@ from iconograph.collection import Item, SourceError, path_key, read_collection
 from iconograph.embed import Embedder
 from iconograph.heads import Head, make_head
 from iconograph.splits import MinCountRow, Split, drop_rare, is_multi_label_items, min_count_table, split_items
-from iconograph.trained_model import TrainedModel, describe_backbone
+from iconograph.trained_model import HeadClassifier, TrainedModel, describe_backbone
 
 FINETUNE = "finetune"
 TEST_PREDICTIONS = "test_predictions.jsonl"
@@ -210,7 +210,7 @@ def _evaluate_splits(model: TrainedModel, embedder: Embedder, split: Split, mult
     for name, items in (("val", split.val), ("test", split.test)):
         if not items:
             continue
-        predictions = list(iter_predictions(items, model.head, embedder))
+        predictions = list(iter_predictions(items, HeadClassifier(model.head), embedder))
         truth = {item.path: item.labels for item in items}
         model.info["metrics"][name] = evaluate(predictions, truth, multi_label=multi_label)
         if name == "test" and out is not None:

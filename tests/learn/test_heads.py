@@ -31,8 +31,8 @@ def test_logistic_head_predicts_like_sklearn(C):
     X_test, _ = gaussian_mixture(400, seed=1)
     head = make_head("logistic", C=C, normalize=False).fit(X, y)
     reference = LogisticRegression(C=C, max_iter=1000).fit(X, y)
-    predicted = [labels[0].label for labels in head.predict(X_test)]
-    assert head.classes_ == list(reference.classes_)
+    predicted = [labels[0].label for labels in head.decide(X_test)]
+    assert list(head.classes_) == list(reference.classes_)
     assert predicted == list(reference.predict(X_test))
     # At the default tol (1e-4, both) the two L-BFGS runs stop at nearby points of the same optimum;
     # the converged test below pins the probabilities themselves.
@@ -83,7 +83,7 @@ def test_heads_fit_predict_and_round_trip(kind, tmp_path):
     proba = head.predict_proba(X_test)
     assert proba.shape == (200, 5)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
-    predictions = head.predict(X_test)
+    predictions = head.decide(X_test)
     assert all(isinstance(ls, LabelScore) for row in predictions for ls in row)
     assert all([ls.score for ls in row] == sorted((ls.score for ls in row), reverse=True) for row in predictions)
     accuracy = np.mean([row[0].label == truth for row, truth in zip(predictions, y_test)])
@@ -107,7 +107,7 @@ def test_multi_label_heads_calibrate_thresholds(kind, tmp_path):
     head = make_head(kind, max_labels=2).fit(X, Y, eval_set=(X_val, Y_val)).calibrate(X_val, Y_val)
     assert head.multi_label_ and head.thresholds_.shape == (4,)
     assert not np.allclose(head.thresholds_, 0.5)
-    predictions = head.predict(X_val)
+    predictions = head.decide(X_val)
     assert max(len(row) for row in predictions) <= 2
     proba = head.predict_proba(X_val)
     for row, scores in zip(predictions, proba):

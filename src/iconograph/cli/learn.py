@@ -219,15 +219,14 @@ def predict(
     from iconograph.classify import iter_predictions
     from iconograph.cli.core import summarize, write_or_print
     from iconograph.collection import read_collection
-    from iconograph.trained_model import TrainedModel, _TopK
+    from iconograph.trained_model import HeadClassifier, TrainedModel
 
     trained = TrainedModel.load(model)
     items = read_collection(sources)
     embedder = make_embedder(
         trained.load_backbone(device), store, no_cache, batch_size, workers, device, progress, runtime
     )
-    classifier = _TopK(trained.head, top_k) if top_k else trained.head
-    failed = write_or_print(iter_predictions(items, classifier, embedder), out)
+    failed = write_or_print(iter_predictions(items, HeadClassifier(trained.head, top_k), embedder), out)
     summarize(len(items), failed, embedder, out)
     if strict and failed:
         raise typer.Exit(EXIT_FAILED_IMAGES)

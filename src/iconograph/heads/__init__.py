@@ -1,8 +1,9 @@
-"""Heads on cached embeddings, scikit-learn-shaped: ``fit`` / ``predict_proba`` / ``predict``.
+"""Heads on cached embeddings: scikit-learn classifiers (``fit`` / ``predict`` / ``predict_proba`` / ``score``).
 
 >>> head = make_head("logistic").fit(train_vectors, train_labels, eval_set=(val_vectors, val_labels))
 >>> head.calibrate(val_vectors, val_labels)   # multi-label: per-class F1-optimal thresholds
->>> head.predict(test_vectors)                # [(LabelScore("cat", 0.93), ...), ...]
+>>> head.predict(test_vectors)                # array(["cat", "dog", ...]); 0/1 matrix if multi-label
+>>> head.decide(test_vectors)                 # [(LabelScore("cat", 0.93), ...), ...]
 >>> head.save("head/"); load_head("head/")
 """
 

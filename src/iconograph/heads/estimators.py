@@ -61,31 +61,35 @@ class EstimatorHead(Head):
     def _candidates(self) -> list:
         raise NotImplementedError
 
-    def _make(self, value, n_train: int):
+    def _make(self, value, Y: np.ndarray):
+        """An unfitted estimator for hyper-parameter ``value``; ``Y`` is the (n, classes) 0/1 target."""
         raise NotImplementedError
 
     def _fit(self, X, Y, val) -> None:
         target = Y if self.multi_label_ else Y.argmax(axis=1)
-        self._smallest_class = int(Y.sum(axis=0).min())
         fixed = getattr(self, self.grid_param)
-        candidates = [fixed] if fixed is not None or val is None else self._candidates()
-        if fixed is None and val is None:
+        if fixed is not None:
+            candidates = [fixed]
+        elif val is None:
             candidates = [self._candidates()[len(self._candidates()) // 2]]
+        else:
+            candidates = self._candidates()
         best = None
         self.validation_scores_ = {}
         for value in candidates:
-            estimator = self._make(value, len(X)).fit(X, target)
-            self.estimator_ = estimator
+            self.estimator_ = self._make(value, Y).fit(X, target)
             if val is not None and len(candidates) > 1:
                 score = validation_score(val[1], self._proba(val[0]), self.multi_label_)
                 self.validation_scores_[str(value)] = score
                 if best is None or score > best[0]:
-                    best = (score, value, estimator)
+                    best = (score, value, self.estimator_)
         if best is not None:
             _, value, self.estimator_ = best
         else:
             value = candidates[0]
         setattr(self, f"{self.grid_param}_", value)
+        if hasattr(self.estimator_, "n_iter_"):
+            self.n_iter_ = self.estimator_.n_iter_
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
         return full_proba(self.estimator_, X, len(self.classes_), self.multi_label_)
@@ -127,7 +131,7 @@ class SVMHead(EstimatorHead):
     def _candidates(self) -> list:
         return list(self.Cs)
 
-    def _make(self, value, n_train: int):
+    def _make(self, value, Y):
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.multiclass import OneVsRestClassifier
         from sklearn.svm import LinearSVC
@@ -157,10 +161,10 @@ class KNNHead(EstimatorHead):
     def _candidates(self) -> list:
         return list(self.ks)
 
-    def _make(self, value, n_train: int):
+    def _make(self, value, Y):
         from sklearn.neighbors import KNeighborsClassifier
 
-        return KNeighborsClassifier(n_neighbors=min(int(value), n_train), weights="distance")
+        return KNeighborsClassifier(n_neighbors=min(int(value), len(Y)), weights="distance")
 
 
 class MLPHead(EstimatorHead):
@@ -189,18 +193,14 @@ class MLPHead(EstimatorHead):
     def _candidates(self) -> list:
         return list(self.alphas)
 
-    def _make(self, value, n_train: int):
-        import warnings
-
-        from sklearn.exceptions import ConvergenceWarning
+    def _make(self, value, Y):
         from sklearn.neural_network import MLPClassifier
 
-        warnings.filterwarnings("ignore", category=ConvergenceWarning)
         return MLPClassifier(
             hidden_layer_sizes=(self.hidden,),
             alpha=value,
             max_iter=self.max_iter,
-            early_stopping=n_train >= 50 and getattr(self, "_smallest_class", 0) >= 2,
+            early_stopping=len(Y) >= 50 and int(Y.sum(axis=0).min()) >= 2,
             n_iter_no_change=10,
             random_state=self.random_state,
         )

@@ -58,7 +58,9 @@ class LinearHead(Head):
         return _softmax(logits)
 
     def decision_function(self, X) -> np.ndarray:
-        return self._logits(self._features(X))
+        """Logits (n, classes); (n,) for a single-label binary head, as scikit-learn gives them."""
+        logits = self._logits(self._features(X))
+        return logits[:, 0] if logits.shape[1] == 1 and not self.multi_label_ else logits
 
     @classmethod
     def from_weights(
@@ -66,8 +68,9 @@ class LinearHead(Head):
     ) -> LinearHead:
         head = cls(multi_label=multi_label, normalize=normalize, **kw)
         head.coef_, head.intercept_ = np.asarray(coef, np.float32), np.asarray(intercept, np.float32)
-        head.classes_, head.multi_label_ = list(classes), multi_label
+        head.classes_, head.multi_label_ = np.asarray(classes), multi_label
         head.thresholds_ = np.full(len(head.classes_), 0.5)
+        head.n_features_in_ = head.coef_.shape[1]
         return head
 
     def _save_weights(self, directory: Path) -> None:
@@ -119,6 +122,7 @@ class LogisticHead(LinearHead):
         if self.C is not None or val is None:
             self.C_ = float(self.C if self.C is not None else 1.0)
             weights = problem.solve(self.C_, self.tol, self.max_iter)
+            self.n_iter_ = problem.n_iter
             self.validation_scores_ = {}
         else:
             weights = self._search_C(problem, val)
@@ -130,6 +134,7 @@ class LogisticHead(LinearHead):
         X_val, Y_val = val
         scores: dict[float, float] = {}
         solutions: dict[float, tuple] = {}
+        iterations: dict[float, int] = {}
         warm = None
 
         def try_C(C: float) -> None:
@@ -138,6 +143,7 @@ class LogisticHead(LinearHead):
             self.coef_, self.intercept_ = (w.detach().cpu().numpy() for w in warm)
             scores[C] = validation_score(Y_val, self._proba(X_val), self.multi_label_)
             solutions[C] = tuple(w.clone() for w in warm)
+            iterations[C] = problem.n_iter
 
         for C in sorted(self.Cs):
             try_C(float(C))
@@ -146,6 +152,7 @@ class LogisticHead(LinearHead):
             warm = solutions[best]
             try_C(float(C))
         self.C_ = float(max(scores, key=lambda c: (scores[c], -c)))
+        self.n_iter_ = iterations[self.C_]  # L-BFGS iterations of the chosen C's (warm-started) fit
         self.validation_scores_ = {f"{c:.6g}": s for c, s in sorted(scores.items())}
         return solutions[self.C_]
 
@@ -227,6 +234,7 @@ class _LogisticProblem:
             jac=True,
             options={"maxiter": max_iter, "maxls": 50, "gtol": tol, "ftol": 64 * np.finfo(float).eps},
         )
+        self.n_iter = int(result.nit)
         weight = torch.as_tensor(result.x[: self.outputs * self.d].reshape(self.outputs, self.d), dtype=torch.float32)
         bias = torch.as_tensor(result.x[self.outputs * self.d :], dtype=torch.float32)
         return weight, bias
