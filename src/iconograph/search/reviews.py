@@ -26,9 +26,11 @@ from typing import Literal, get_args
 
 import pyarrow as pa
 
+from iconograph.collection import MAX_LABEL_LENGTH
+
 Action = Literal["accept", "reject", "add", "remove"]
 ACTIONS: tuple[str, ...] = get_args(Action)
-MAX_LABEL_CHARS = 200
+MAX_LABEL_CHARS = MAX_LABEL_LENGTH  # the library's one bound on a label
 MAX_REVIEWER_CHARS = 100
 # One line of text: no control characters (C0, DEL, C1) and no Unicode line separators. The
 # pattern is written for both Python's re and the Rust regex engine that Pydantic uses.
