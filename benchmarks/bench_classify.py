@@ -58,8 +58,8 @@ def bench_model_only(directory: Path, images: list[Path], store: Path) -> tuple[
 
     from iconograph.backends import load_model
     from iconograph.backends.base import set_torch_threads
-    from iconograph.decode import read_image
-    from iconograph.runtime import OnnxImageEncoder
+    from iconograph.engine.onnx_runtime import OnnxImageEncoder
+    from iconograph.reading.decode import read_image
 
     model = CLIPModel.from_pretrained(directory).eval()
     processor = AutoImageProcessor.from_pretrained(directory)
@@ -103,7 +103,7 @@ def bench_pipeline(directory: Path, images: list[Path]) -> tuple[float, int]:
 
 def bench_iconograph(directory: Path, images: list[Path], store: Path, workers: int | None, runtime: str) -> float:
     import iconograph as ig
-    from iconograph.classify import iter_predictions
+    from iconograph.classification.classify import iter_predictions
 
     embedder = ig.Embedder(
         str(directory), store=store, use_cache=False, batch_size=32, workers=workers, runtime=runtime
@@ -145,7 +145,7 @@ def int8_agreement(directory: Path, images: list[Path], store: Path) -> float:
 def bench_cached_in_process(directory: Path, images: list[Path], store: Path) -> float:
     """The cached re-run without process start-up: hash, look up, score, write."""
     import iconograph as ig
-    from iconograph.classify import iter_predictions
+    from iconograph.classification.classify import iter_predictions
 
     def run():
         embedder = ig.Embedder(str(directory), store=store, batch_size=32)

@@ -46,8 +46,8 @@ def bench_pipeline(directory: Path, images: list[Path], queries: list[str]) -> f
 
 
 def bench_iconograph(directory: Path, images: list[Path], queries: list[str], store: Path) -> tuple[float, float]:
-    from iconograph.detect import OwlDetector, iter_detections
-    from iconograph.imagejobs import ImageJobRunner
+    from iconograph.detection import OwlDetector, iter_detections
+    from iconograph.engine.jobs import ImageJobRunner
 
     detector = OwlDetector(str(directory), queries=queries, threshold=0.1, device="cpu").prepare()
     detector.predict([__import__("iconograph").read_image(images[0]).image])  # warm-up (model load)

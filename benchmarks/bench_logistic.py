@@ -42,7 +42,7 @@ def main() -> None:
 
     from sklearn.linear_model import LogisticRegression
 
-    from iconograph.heads import LogisticHead
+    from iconograph.learning.heads import LogisticHead
 
     x, y = gaussian_mixture(args.n, args.dim, args.classes, args.spread, seed=0)
     x_test, y_test = gaussian_mixture(args.test, args.dim, args.classes, args.spread, seed=1)

@@ -9,25 +9,25 @@
 from iconograph._version import __version__
 from iconograph.backends import DEFAULT_MODEL, Backend, ModelNotFoundError, load_model, register_backend
 from iconograph.boxes import BoxDataset, Detections, evaluate_detections, read_boxes
-from iconograph.caption import Captioner, caption
-from iconograph.classify import classify, iter_predictions
-from iconograph.collection import Item, read_collection, read_image_folder
-from iconograph.decode import DecodeError, read_image
-from iconograph.describe import describe
-from iconograph.detect import OwlDetector, detect
-from iconograph.embed import Embedder, ImageEmbeddings
-from iconograph.metrics import evaluate
-from iconograph.results import LabelScore, Prediction, read_predictions, write_predictions
-from iconograph.store import Store
-from iconograph.zeroshot import ZeroShotClassifier, load_templates
+from iconograph.classification.classify import classify, iter_predictions
+from iconograph.classification.results import LabelScore, Prediction, read_predictions, write_predictions
+from iconograph.classification.zeroshot import ZeroShotClassifier, load_templates
+from iconograph.description import describe
+from iconograph.description.captions import Captioner, caption
+from iconograph.detection import OwlDetector, detect
+from iconograph.engine.embed import Embedder, ImageEmbeddings
+from iconograph.engine.store import Store
+from iconograph.evaluation.metrics import evaluate
+from iconograph.reading.decode import DecodeError, read_image
+from iconograph.reading.sources import Item, read_collection, read_image_folder
 
 _LEARN = {
-    "train": ("iconograph.training", "train"),
-    "TrainedModel": ("iconograph.trained_model", "TrainedModel"),
-    "make_head": ("iconograph.heads", "make_head"),
-    "load_head": ("iconograph.heads", "load_head"),
-    "split_items": ("iconograph.splits", "split_items"),
-    "write_full_report": ("iconograph.report", "write_full_report"),
+    "train": ("iconograph.learning.train", "train"),
+    "TrainedModel": ("iconograph.learning.model_folder", "TrainedModel"),
+    "make_head": ("iconograph.learning.heads", "make_head"),
+    "load_head": ("iconograph.learning.heads", "load_head"),
+    "split_items": ("iconograph.learning.splits", "split_items"),
+    "write_full_report": ("iconograph.evaluation.report", "write_full_report"),
 }
 
 

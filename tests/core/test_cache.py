@@ -9,7 +9,7 @@ import sys
 import time
 
 import iconograph as ig
-from iconograph.store import Store
+from iconograph.engine.store import Store
 from tests.conftest import CIFAR_TEST, cifar_images, run_cli
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iconograph.decode import DecodeError, read_image
+from iconograph.reading.decode import DecodeError, read_image
 from tests.core.images import BLUE, RED, write_bad_collection, write_exif_rotated
 
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 import iconograph as ig
-from iconograph.results import LabelScore, Prediction
+from iconograph.classification.results import LabelScore, Prediction
 from tests.conftest import CIFAR_TEST, run_cli
 
 

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from iconograph.io import atomic_open, atomic_write_text
+from iconograph.engine.files import atomic_open, atomic_write_text
 
 
 def test_atomic_outputs_get_the_usual_permissions(tmp_path):

@@ -7,12 +7,18 @@ import math
 
 import pytest
 
-from iconograph.collection import MAX_LABEL_LENGTH, SourceError, read_collection
-from iconograph.metrics import evaluate, read_truth
-from iconograph.results import Prediction, read_predictions
-from iconograph.textfiles import MAX_FIELD_SIZE
-from iconograph.thresholds import check_threshold
-from iconograph.zeroshot import LabelError, ZeroShotClassifier, load_templates, read_labels_file, read_thresholds
+from iconograph.classification.decisions import check_threshold
+from iconograph.classification.results import Prediction, read_predictions
+from iconograph.classification.zeroshot import (
+    LabelError,
+    ZeroShotClassifier,
+    load_templates,
+    read_labels_file,
+    read_thresholds,
+)
+from iconograph.evaluation.metrics import evaluate, read_truth
+from iconograph.reading.sources import MAX_LABEL_LENGTH, SourceError, read_collection
+from iconograph.reading.textfiles import MAX_FIELD_SIZE
 
 BOM = b"\xef\xbb\xbf"
 

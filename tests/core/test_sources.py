@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from iconograph.collection import SourceError, read_collection, read_image_folder
+from iconograph.reading.sources import SourceError, read_collection, read_image_folder
 
 
 def touch(path):

@@ -2,7 +2,7 @@ import threading
 
 import numpy as np
 
-from iconograph.store import COMPACT_AFTER_FRAGMENTS, Store
+from iconograph.engine.store import COMPACT_AFTER_FRAGMENTS, Store
 
 
 def test_cache_appends_compact_and_keep_every_value(tmp_path):
@@ -56,7 +56,7 @@ def test_concurrent_processes_store_each_key_once(tmp_path):
 
     script = (
         "import sys, numpy as np\n"
-        "from iconograph.store import Store\n"
+        "from iconograph.engine.store import Store\n"
         "cache = Store(sys.argv[1]).embedding_cache('image_race')\n"
         "start = int(sys.argv[2])\n"
         "for i in range(start, start + 40, 4):\n"

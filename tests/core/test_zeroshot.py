@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from iconograph.backends import Scoring
-from iconograph.zeroshot import LabelError, ZeroShotClassifier, load_templates, normalize
+from iconograph.classification.zeroshot import LabelError, ZeroShotClassifier, load_templates, normalize
 
 
 class FakeEmbedder:

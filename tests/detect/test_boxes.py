@@ -11,7 +11,7 @@ import torch
 import torchvision
 
 from iconograph.boxes import BoxDataset, Detections, ImageBoxes, read_boxes
-from iconograph.collection import path_key
+from iconograph.reading.sources import path_key
 from tests.conftest import RACCOON, run_cli
 
 

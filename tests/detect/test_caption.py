@@ -41,8 +41,8 @@ def test_captions_equal_the_transformers_pipeline(tiny_blip, raccoon_images, tmp
 
 def test_second_run_is_served_from_the_cache(tiny_blip, raccoon_images, tmp_path):
     import iconograph as ig
-    from iconograph.caption import Captioner, iter_captions
-    from iconograph.imagejobs import ImageJobRunner
+    from iconograph.description.captions import Captioner, iter_captions
+    from iconograph.engine.jobs import ImageJobRunner
 
     def run(**options):
         captioner = Captioner(str(tiny_blip), max_new_tokens=8, **options)

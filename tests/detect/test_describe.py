@@ -417,7 +417,7 @@ def test_template_punctuation_reads_as_written(tmp_path, language):
 
 
 def test_say_joins_values_into_one_sentence():
-    from iconograph.describe.engines import full_sentence, say
+    from iconograph.description.engines import full_sentence, say
 
     assert say("Datierung:", "300 v. Chr.") == "Datierung: 300 v. Chr."
     assert say("Stil:", "entführend..") == "Stil: entführend."

@@ -201,7 +201,7 @@ def test_boxes_land_on_the_object_of_an_exif_rotated_image(tiny_owlvit, tmp_path
 
 
 def test_output_formats_and_annotations(tiny_owlvit, raccoon_images, tmp_path):
-    from iconograph.detect import DetectionWriter, detect
+    from iconograph.detection import DetectionWriter, detect
 
     common = [*raccoon_images, "--queries", "raccoon,tree", "--model", tiny_owlvit, "--threshold", "0.45"]
     run_cli("detect", *common, "--out", tmp_path / "b.jsonl", "--annotate", tmp_path / "drawn", check=True)
@@ -244,8 +244,8 @@ def test_broken_image_is_one_error_record_and_the_rest_is_detected(tiny_owlvit, 
 
 
 def test_second_run_is_served_from_the_cache(tiny_owlvit, raccoon_images, tmp_path):
-    from iconograph.detect import OwlDetector, iter_detections
-    from iconograph.imagejobs import ImageJobRunner
+    from iconograph.detection import OwlDetector, iter_detections
+    from iconograph.engine.jobs import ImageJobRunner
 
     def run(**options):
         detector = OwlDetector(str(tiny_owlvit), queries=["raccoon"], **options).prepare()
@@ -264,7 +264,7 @@ def test_second_run_is_served_from_the_cache(tiny_owlvit, raccoon_images, tmp_pa
 
 
 def test_unusable_models_and_queries_are_one_line_errors(tiny_clip, tiny_owlvit, raccoon_images, tmp_path):
-    from iconograph.detect import OwlDetector
+    from iconograph.detection import OwlDetector
 
     for args, message in (
         (["--queries", "raccoon", "--model", tmp_path / "missing"], "not found"),

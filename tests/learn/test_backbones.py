@@ -10,8 +10,8 @@ import torch
 
 from iconograph.backends import ModelNotFoundError, load_model
 from iconograph.backends.onnx import export_onnx
-from iconograph.decode import read_image
-from iconograph.embed import Embedder
+from iconograph.engine.embed import Embedder
+from iconograph.reading.decode import read_image
 from tests.conftest import cifar_images, run_cli
 
 

@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 
-from iconograph.heads import load_head
-from iconograph.results import read_predictions
+from iconograph.classification.results import read_predictions
+from iconograph.learning.heads import load_head
 from tests.conftest import CIFAR_TEST, run_cli
 from tests.learn.conftest import CLASSES, cifar_rows, write_truth
 
@@ -64,8 +64,8 @@ def test_train_predict_evaluate_round_trip_with_a_moved_model(tiny_timm, cifar_t
     assert all(len(r["labels"]) == 4 and r["error"] is None for r in records[:-1])
 
     # the same numbers as the head applied in-process to the cached embeddings
-    from iconograph.embed import Embedder
-    from iconograph.store import Store
+    from iconograph.engine.embed import Embedder
+    from iconograph.engine.store import Store
 
     head = load_head(moved / "head")
     vectors = Embedder(str(tiny_timm), store=Store(store), workers=0).embed_images(images).vectors

@@ -8,10 +8,10 @@ import torch
 from sklearn.metrics import f1_score
 
 from iconograph.backends import load_model
-from iconograph.finetune import FineTuneConfig, FineTuner
-from iconograph.heads import binarize
-from iconograph.store import Store
-from iconograph.training import labelled_items, prepare_split, train
+from iconograph.engine.store import Store
+from iconograph.learning.finetune import FineTuneConfig, FineTuner
+from iconograph.learning.heads import binarize
+from iconograph.learning.train import labelled_items, prepare_split, train
 from tests.learn.conftest import cifar_rows, write_truth
 
 

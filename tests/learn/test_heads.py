@@ -7,10 +7,10 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
-from iconograph.heads import binarize, load_head, make_head
-from iconograph.heads.base import l2_normalize
-from iconograph.heads.estimators import load_estimator
-from iconograph.results import LabelScore
+from iconograph.classification.results import LabelScore
+from iconograph.learning.heads import binarize, load_head, make_head
+from iconograph.learning.heads.base import l2_normalize
+from iconograph.learning.heads.estimators import load_estimator
 
 
 def gaussian_mixture(n: int, classes: int = 5, dim: int = 32, seed: int = 0, spread: float = 0.6):

@@ -12,9 +12,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from iconograph.heads import KNNHead, LogisticHead, MLPHead, SVMHead, VotingHead, make_head
-from iconograph.heads.base import l2_normalize
-from iconograph.results import LabelScore
+from iconograph.classification.results import LabelScore
+from iconograph.learning.heads import KNNHead, LogisticHead, MLPHead, SVMHead, VotingHead, make_head
+from iconograph.learning.heads.base import l2_normalize
 
 # Every head reads a list of lists as label sets (("eagle", "zeus") per image), the form label files
 # give; scikit-learn's multi-label convention is the 2-D NumPy indicator matrix, which heads also take.

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iconograph.report import write_full_report
-from iconograph.results import LabelScore, Prediction
+from iconograph.classification.results import LabelScore, Prediction
+from iconograph.evaluation.report import write_full_report
 from tests.conftest import keep_artifact, needs_chromium, run_cli
 from tests.learn.conftest import cifar_rows
 
@@ -96,7 +96,7 @@ def test_report_renders_every_section_in_chromium(browser, multi_label, tmp_path
 
 def test_report_content_and_evaluate_report(tmp_path):
     predictions, truth = fake_predictions(False)
-    from iconograph.results import write_predictions
+    from iconograph.classification.results import write_predictions
 
     write_predictions(predictions, tmp_path / "preds.jsonl")
     truth_csv = tmp_path / "truth.csv"

@@ -88,7 +88,7 @@ def test_evaluate_and_report_commands_escape_labels_and_file_names(browser, tmp_
 @needs_chromium
 def test_metrics_only_report_escapes_labels(browser, tmp_path):
     from iconograph import evaluate
-    from iconograph.report import write_report
+    from iconograph.evaluation.report import write_report
 
     predictions, truth = write_classification_files(tmp_path)
     metrics = evaluate(predictions, truth=truth)
@@ -161,7 +161,7 @@ def test_detection_report_escapes_class_names(browser, tmp_path):
 
 @pytest.mark.parametrize("template", ["report.html.j2", "full_report.html.j2", "detection.html.j2"])
 def test_every_report_template_is_autoescaped(template):
-    from iconograph.report.html import environment
+    from iconograph.evaluation.report.html import environment
 
     env = environment()
     source = env.loader.get_source(env, template)[0]

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from iconograph.collection import Item
-from iconograph.splits import drop_rare, format_min_count_table, min_count_table, split_items
+from iconograph.learning.splits import drop_rare, format_min_count_table, min_count_table, split_items
+from iconograph.reading.sources import Item
 from tests.conftest import run_cli
 from tests.learn.conftest import write_truth
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import f1_score
 
-from iconograph.thresholds import apply_thresholds, decide, f1_optimal_thresholds
+from iconograph.classification.decisions import apply_thresholds, decide, f1_optimal_thresholds
 
 
 def test_thresholds_reach_the_best_f1_of_any_cut():

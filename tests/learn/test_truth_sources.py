@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 
-from iconograph.collection import path_key
+from iconograph.reading.sources import path_key
 from tests.conftest import run_cli
 from tests.learn.conftest import cifar_rows, write_truth
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from iconograph.metrics import read_truth
+from iconograph.evaluation.metrics import read_truth
 from iconograph.search import Review, SearchCollection
 from tests.conftest import run_cli
 

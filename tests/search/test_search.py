@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from iconograph import Embedder
+from iconograph.classification.zeroshot import normalize
 from iconograph.search import CollectionError, Review, SearchCollection, TaggerConfig, VectorTable
-from iconograph.zeroshot import normalize
 from tests.search.conftest import LABELS, copy_images
 
 

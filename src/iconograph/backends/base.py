@@ -90,7 +90,7 @@ class Backend(ABC):
 
     @property
     def cache_key(self) -> str:
-        from iconograph.fingerprint import digest
+        from iconograph.engine.fingerprint import digest
 
         return digest(self.fingerprint, self.preprocess_fingerprint, DECODE_VERSION)
 

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 from iconograph.backends.base import Backend, ModelNotFoundError, Scoring
-from iconograph.fingerprint import digest, directory_digest
+from iconograph.engine.fingerprint import digest, directory_digest
 
 PREPROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 

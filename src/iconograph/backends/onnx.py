@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from iconograph.backends.base import Backend, ModelNotFoundError
-from iconograph.fingerprint import digest, file_digest
+from iconograph.engine.fingerprint import digest, file_digest
 
 PREFIX = "onnx:"
 DEFAULT_DATA_CONFIG = {
@@ -249,7 +249,7 @@ def export_onnx(spec: str, path: str | Path, opset: int = 17) -> Path:
     import torch
 
     from iconograph.backends import load_model
-    from iconograph.io import atomic_write_text
+    from iconograph.engine.files import atomic_write_text
 
     backend = load_model(spec, "cpu")
     if backend.name != "timm":

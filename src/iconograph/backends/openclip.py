@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 from iconograph.backends.base import Backend, ModelNotFoundError, Scoring
-from iconograph.fingerprint import digest, directory_digest, file_digest
+from iconograph.engine.fingerprint import digest, directory_digest, file_digest
 
 PREFIX = "open_clip:"
 CONFIG_NAME = "open_clip_config.json"

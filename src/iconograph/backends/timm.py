@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from iconograph.backends.base import Backend, ModelNotFoundError
-from iconograph.fingerprint import digest, directory_digest, file_digest
+from iconograph.engine.fingerprint import digest, directory_digest, file_digest
 
 PREFIX = "timm:"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

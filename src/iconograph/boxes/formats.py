@@ -23,10 +23,10 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from iconograph.boxes.detections import Detections
-from iconograph.collection import SourceError, walk_images
-from iconograph.decode import is_image_path
-from iconograph.io import atomic_write_text
-from iconograph.textfiles import read_json, read_lines, read_text
+from iconograph.engine.files import atomic_write_text
+from iconograph.reading.decode import is_image_path
+from iconograph.reading.sources import SourceError, walk_images
+from iconograph.reading.textfiles import read_json, read_lines, read_text
 
 FORMATS = ("coco", "voc", "yolo")
 EXIF_ORIENTATION = 0x0112

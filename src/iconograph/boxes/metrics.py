@@ -19,8 +19,8 @@ import numpy as np
 
 from iconograph.boxes.detections import Detections
 from iconograph.boxes.formats import BoxDataset, ImageBoxes, read_boxes
-from iconograph.collection import path_key
-from iconograph.textfiles import SourceError, read_jsonl
+from iconograph.reading.sources import path_key
+from iconograph.reading.textfiles import SourceError, read_jsonl
 
 SUMMARY_NAMES = (
     "mAP",

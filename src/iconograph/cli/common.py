@@ -82,8 +82,8 @@ def user_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from iconograph.backends import ModelNotFoundError
-        from iconograph.collection import SourceError
-        from iconograph.zeroshot import LabelError
+        from iconograph.classification.zeroshot import LabelError
+        from iconograph.reading.sources import SourceError
 
         try:
             return command(*args, **kwargs)
@@ -94,8 +94,8 @@ def user_errors(command):
 
 
 def make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime="auto"):
-    from iconograph.embed import Embedder
-    from iconograph.store import Store
+    from iconograph.engine.embed import Embedder
+    from iconograph.engine.store import Store
 
     return Embedder(
         model,

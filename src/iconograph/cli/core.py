@@ -32,8 +32,8 @@ from iconograph.cli.common import (
 
 def parse_threshold(value: str) -> float | dict[str, float]:
     """``--threshold``: a number from 0 to 1, or a per-label thresholds file."""
-    from iconograph.thresholds import check_threshold
-    from iconograph.zeroshot import read_thresholds
+    from iconograph.classification.decisions import check_threshold
+    from iconograph.classification.zeroshot import read_thresholds
 
     try:
         number = float(value)
@@ -84,9 +84,9 @@ def classify(
     runtime: RuntimeOpt = "auto",
 ):
     """Zero-shot labels for every image: one JSON record per image, in input order."""
-    from iconograph.classify import iter_predictions
-    from iconograph.collection import read_collection
-    from iconograph.zeroshot import ZeroShotClassifier, parse_label_list, read_labels_file
+    from iconograph.classification.classify import iter_predictions
+    from iconograph.classification.zeroshot import ZeroShotClassifier, parse_label_list, read_labels_file
+    from iconograph.reading.sources import read_collection
 
     if (labels is None) == (labels_file is None):
         fail("give exactly one of --labels or --labels-file")
@@ -110,7 +110,7 @@ def classify(
 
 
 def write_or_print(predictions, out: Path | None) -> int:
-    from iconograph.results import PredictionWriter
+    from iconograph.classification.results import PredictionWriter
 
     if out is not None:
         with PredictionWriter(out) as writer:
@@ -153,8 +153,8 @@ def embed(
     runtime: RuntimeOpt = "auto",
 ):
     """Compute (or fetch from the cache) image embeddings."""
-    from iconograph.collection import read_collection
-    from iconograph.embed import write_embeddings
+    from iconograph.engine.embed import write_embeddings
+    from iconograph.reading.sources import read_collection
 
     items = read_collection(sources)
     embedder = make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime)
@@ -195,14 +195,14 @@ def evaluate(
         from iconograph.cli.detect import evaluate_boxes
 
         return evaluate_boxes(predictions, truth, report, json_out)
-    from iconograph.io import atomic_write_text
-    from iconograph.metrics import evaluate as evaluate_predictions
+    from iconograph.engine.files import atomic_write_text
+    from iconograph.evaluation.metrics import evaluate as evaluate_predictions
 
     metrics = evaluate_predictions(predictions, truth, multi_label=multi_label)
     if json_out:
         atomic_write_text(json_out, json.dumps(metrics, indent=2))
     if report:
-        from iconograph.report import write_full_report
+        from iconograph.evaluation.report import write_full_report
 
         write_full_report(predictions, truth, report, metrics=metrics, multi_label=multi_label)
     print_metrics(metrics)

@@ -69,11 +69,11 @@ def detect(
     progress: ProgressOpt = None,
 ):
     """Find and box what the queries name: one record per image (boxes in pixels, sorted by score)."""
-    from iconograph.collection import read_collection
-    from iconograph.detect import DetectionWriter, OwlDetector, iter_detections
-    from iconograph.detect.run import output_format
-    from iconograph.imagejobs import ImageJobRunner
-    from iconograph.zeroshot import parse_label_list, read_labels_file
+    from iconograph.classification.zeroshot import parse_label_list, read_labels_file
+    from iconograph.detection import DetectionWriter, OwlDetector, iter_detections
+    from iconograph.detection.run import output_format
+    from iconograph.engine.jobs import ImageJobRunner
+    from iconograph.reading.sources import read_collection
 
     if queries is not None and queries_file is not None:
         fail("give --queries or --queries-file, not both")
@@ -120,8 +120,8 @@ def detect(
 
 
 def _annotate(result, folder: Path, used: dict[str, int]) -> None:
-    from iconograph.decode import DecodeError, read_image
-    from iconograph.detect import save_annotated
+    from iconograph.detection import save_annotated
+    from iconograph.reading.decode import DecodeError, read_image
 
     path = Path(result.path)
     used[path.name] = used.get(path.name, 0) + 1  # the same name from two folders: name-2.jpg, ...
@@ -162,9 +162,9 @@ def caption(
     """Caption every image: {"path", "caption", "error"} per image, cached in the store."""
     import sys
 
-    from iconograph.caption import Captioner, iter_captions, write_captions
-    from iconograph.collection import read_collection
-    from iconograph.imagejobs import ImageJobRunner
+    from iconograph.description.captions import Captioner, iter_captions, write_captions
+    from iconograph.engine.jobs import ImageJobRunner
+    from iconograph.reading.sources import read_collection
 
     items = read_collection(sources)
     captioner = Captioner(model, prompt=prompt, max_new_tokens=max_new_tokens, num_beams=num_beams, device=device)
@@ -239,13 +239,13 @@ def describe(
     """Item texts from attributes, tags and captions (API key: $ICONOGRAPH_LLM_API_KEY or $OPENAI_API_KEY)."""
     import sys
 
-    from iconograph.collection import read_collection
-    from iconograph.describe import Describer, gather_facts, make_engine, write_descriptions
+    from iconograph.description import Describer, gather_facts, make_engine, write_descriptions
+    from iconograph.reading.sources import read_collection
 
     if engine == "template" and (llm_url or llm_model or example_text):
         fail("--llm-url, --llm-model and --example-text need --engine llm")
     if engine == "template" and template is None:
-        from iconograph.describe import TemplateEngine
+        from iconograph.description import TemplateEngine
 
         shipped = TemplateEngine().available_languages()
         if language not in shipped:
@@ -338,13 +338,13 @@ def evaluate_boxes(predictions: Path, truth: Path, report: Path | None, json_out
     from rich.table import Table
 
     from iconograph.boxes import evaluate_detections
-    from iconograph.io import atomic_write_text
+    from iconograph.engine.files import atomic_write_text
 
     metrics = evaluate_detections(predictions, truth)
     if json_out:
         atomic_write_text(json_out, json.dumps(metrics, indent=2))
     if report:
-        from iconograph.report.detection import write_detection_report
+        from iconograph.evaluation.report.detection import write_detection_report
 
         write_detection_report(metrics, report)
     table = Table(

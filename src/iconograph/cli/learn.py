@@ -112,9 +112,9 @@ def train(
     runtime: RuntimeOpt = "auto",
 ):
     """Train a head on cached embeddings (or fine-tune the backbone) and save a model folder."""
-    from iconograph.finetune import FineTuneConfig
-    from iconograph.store import Store
-    from iconograph.training import train as train_model
+    from iconograph.engine.store import Store
+    from iconograph.learning.finetune import FineTuneConfig
+    from iconograph.learning.train import train as train_model
 
     if head not in HEAD_CHOICES:
         fail(f"--head must be one of {', '.join(HEAD_CHOICES)}")
@@ -164,14 +164,14 @@ def train(
         runtime=runtime,
     )
     if min_count:
-        from iconograph.splits import MinCountRow, format_min_count_table
+        from iconograph.learning.splits import MinCountRow, format_min_count_table
 
         rows = [MinCountRow(**row) for row in model.info["min_count"]["table"]]
         _echo(format_min_count_table(rows))
     _print_metrics(model.info["metrics"])
     if report and model.info["metrics"].get("test"):
-        from iconograph.report import write_full_report
-        from iconograph.training import TEST_PREDICTIONS, test_split_truth
+        from iconograph.evaluation.report import write_full_report
+        from iconograph.learning.train import TEST_PREDICTIONS, test_split_truth
 
         write_full_report(
             out / TEST_PREDICTIONS, test_split_truth(out), report, title=f"{model.head.kind} head, test split"
@@ -216,10 +216,10 @@ def predict(
     runtime: RuntimeOpt = "auto",
 ):
     """Labels from a trained model for every image: the same JSONL records as `classify`."""
-    from iconograph.classify import iter_predictions
+    from iconograph.classification.classify import iter_predictions
     from iconograph.cli.core import summarize, write_or_print
-    from iconograph.collection import read_collection
-    from iconograph.trained_model import HeadClassifier, TrainedModel
+    from iconograph.learning.model_folder import HeadClassifier, TrainedModel
+    from iconograph.reading.sources import read_collection
 
     trained = TrainedModel.load(model)
     items = read_collection(sources)
@@ -248,15 +248,15 @@ def split(
     seed: SeedOpt = 0,
 ):
     """Images per split and classes remaining for each --min-count threshold; optionally write the split."""
-    from iconograph.splits import drop_rare, format_min_count_table, min_count_table, split_items
-    from iconograph.training import labelled_items
+    from iconograph.learning.splits import drop_rare, format_min_count_table, min_count_table, split_items
+    from iconograph.learning.train import labelled_items
 
     items = labelled_items(truth)
     thresholds = min_count or [1]
     rows = min_count_table(items, thresholds, val=val, test=test, seed=seed, multi_label=multi_label)
     typer.echo(format_min_count_table(rows))
     if out is not None:
-        from iconograph.training import write_splits
+        from iconograph.learning.train import write_splits
 
         write_splits(
             split_items(drop_rare(items, thresholds[0]), val=val, test=test, seed=seed, multi_label=multi_label), out
@@ -285,11 +285,11 @@ def report(
     progress: ProgressOpt = None,
 ):
     """The evaluation report: one self-contained HTML file plus its PNGs."""
-    from iconograph.report import write_full_report
+    from iconograph.evaluation.report import write_full_report
 
     embedder = None
     if model:
-        from iconograph.trained_model import TrainedModel, is_model_dir
+        from iconograph.learning.model_folder import TrainedModel, is_model_dir
 
         spec = TrainedModel.load(model).load_backbone(device) if is_model_dir(model) else model
         embedder = make_embedder(spec, store, False, batch_size, workers, device, progress)

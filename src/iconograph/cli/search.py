@@ -88,10 +88,10 @@ def index(
 ):
     """Embed (what the cache lacks), optionally tag, and index images for search and review."""
     from iconograph.backends import DEFAULT_MODEL
-    from iconograph.io import atomic_write_text
-    from iconograph.results import read_predictions
+    from iconograph.classification.results import read_predictions
+    from iconograph.classification.zeroshot import parse_label_list, read_labels_file
+    from iconograph.engine.files import atomic_write_text
     from iconograph.search import SearchCollection, TaggerConfig
-    from iconograph.zeroshot import parse_label_list, read_labels_file
 
     if labels is not None and labels_file is not None:
         fail("give at most one of --labels or --labels-file")
@@ -146,7 +146,7 @@ def search(
     store: StoreOpt = None,
 ):
     """Nearest images to a text, an image file, or an indexed image (cosine similarity)."""
-    from iconograph.io import atomic_open
+    from iconograph.engine.files import atomic_open
     from iconograph.search import SearchCollection
 
     if sum(x is not None for x in (query, image, like)) != 1:

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from iconograph.collection import path_key, read_collection
-from iconograph.results import LabelScore, Prediction
+from iconograph.classification.results import LabelScore, Prediction
+from iconograph.engine.store import Store
+from iconograph.reading.sources import path_key, read_collection
 from iconograph.search.reviews import ImageReview, Review, ReviewLog
 from iconograph.search.vectors import DEFAULT_ANN_THRESHOLD, IndexState, SearchHit, VectorTable, sql_string
-from iconograph.store import Store
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DEFAULT_COLLECTION = "default"
@@ -58,7 +58,7 @@ class TaggerConfig:
     neutral: str = "object"
 
     def build(self, embedder):
-        from iconograph.zeroshot import ZeroShotClassifier, load_templates
+        from iconograph.classification.zeroshot import ZeroShotClassifier, load_templates
 
         templates = load_templates(list(self.templates) if isinstance(self.templates, tuple) else self.templates)
         return ZeroShotClassifier(

@@ -2,7 +2,7 @@
 
 * :func:`export_reviews`: one row per reviewed image, ``path,labels`` with the labels a person
   accepted or added (``;``-separated in CSV, a list in JSONL) — what
-  :func:`iconograph.metrics.read_truth` and :func:`iconograph.collection.read_collection` read.
+  :func:`iconograph.evaluation.metrics.read_truth` and :func:`iconograph.reading.sources.read_collection` read.
   ``include_predicted=True`` also keeps predicted labels that nobody rejected or removed.
 * :func:`export_predictions`: every indexed image in the classify contract, predictions
   corrected by review (confirmed labels score 1.0, rejected/removed ones dropped).
@@ -14,9 +14,9 @@ import csv
 import json
 from pathlib import Path
 
-from iconograph.collection import LABEL_SEPARATOR
-from iconograph.io import atomic_open
-from iconograph.results import write_predictions
+from iconograph.classification.results import write_predictions
+from iconograph.engine.files import atomic_open
+from iconograph.reading.sources import LABEL_SEPARATOR
 
 
 def export_reviews(collection, out: str | Path, *, include_predicted: bool = False) -> int:

@@ -26,7 +26,7 @@ from typing import Literal, get_args
 
 import pyarrow as pa
 
-from iconograph.collection import MAX_LABEL_LENGTH
+from iconograph.reading.sources import MAX_LABEL_LENGTH
 
 Action = Literal["accept", "reject", "add", "remove"]
 ACTIONS: tuple[str, ...] = get_args(Action)

@@ -1,4 +1,4 @@
-"""Thumbnails for the review page: decoded through :mod:`iconograph.decode` (EXIF-upright), cached.
+"""Thumbnails for the review page: decoded through :mod:`iconograph.reading.decode` (EXIF-upright), cached.
 
 The cache is keyed by the file's content hash and the size, so an edited file gets a new
 thumbnail and a renamed one keeps its old one.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from iconograph.decode import content_hash, decode_bytes, read_bytes
-from iconograph.io import atomic_write_bytes
+from iconograph.engine.files import atomic_write_bytes
+from iconograph.reading.decode import content_hash, decode_bytes, read_bytes
 
 THUMB_SIZES = (128, 256, 512)
 

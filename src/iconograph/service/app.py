@@ -1,6 +1,6 @@
 """The FastAPI service: classify uploads, search collections, browse and review them, the web page.
 
-A thin shell over :mod:`iconograph.search` and :mod:`iconograph.zeroshot`. Endpoints are plain
+A thin shell over :mod:`iconograph.search` and :mod:`iconograph.classification.zeroshot`. Endpoints are plain
 (sync) functions, so FastAPI runs them in its thread pool; model inference is serialised per
 model (one forward pass at a time keeps torch from oversubscribing the cores), and review writes
 are serialised per collection by :class:`iconograph.search.ReviewLog`.
@@ -22,7 +22,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from iconograph.decode import DecodeError, content_hash, image_media_type
+from iconograph.engine.store import Store
+from iconograph.reading.decode import DecodeError, content_hash, image_media_type
 from iconograph.search import (
     Action,
     CollectionError,
@@ -54,7 +55,6 @@ from iconograph.service.limits import (
     ThresholdForm,
     TopKForm,
 )
-from iconograph.store import Store
 
 STATIC_FILES = {
     "app.js": "text/javascript",
@@ -88,7 +88,7 @@ class Models:
 
     def embedder(self, spec: str):
         from iconograph.backends import ModelNotFoundError
-        from iconograph.embed import Embedder
+        from iconograph.engine.embed import Embedder
 
         with self._guard:
             if spec not in self._embedders:
@@ -137,7 +137,7 @@ class Models:
     def classifier(
         self, spec: str, labels: tuple[str, ...], templates: str, multi_label: bool, threshold: float, top_k: int | None
     ):
-        from iconograph.zeroshot import ZeroShotClassifier
+        from iconograph.classification.zeroshot import ZeroShotClassifier
 
         key = (spec, labels, templates, multi_label, threshold, top_k)
         with self._guard:
@@ -279,7 +279,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         ] = None,
     ) -> dict:
         """Zero-shot labels for one uploaded image (the classify JSONL record)."""
-        from iconograph.zeroshot import TEMPLATE_SETS, LabelError, parse_label_list
+        from iconograph.classification.zeroshot import TEMPLATE_SETS, LabelError, parse_label_list
 
         if templates not in TEMPLATE_SETS:
             raise HTTPException(422, f"templates must be one of {', '.join(TEMPLATE_SETS)}")

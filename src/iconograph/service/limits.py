@@ -34,7 +34,7 @@ _LABEL_LIST = TypeAdapter(Annotated[list[Label], Field(max_length=MAX_LABELS)])
 
 def _label_list(text: str) -> str:
     """A comma-separated label list whose labels each pass as a :data:`Label`; the text unchanged."""
-    from iconograph.zeroshot import parse_label_list
+    from iconograph.classification.zeroshot import parse_label_list
 
     try:
         _LABEL_LIST.validate_python(parse_label_list(text))

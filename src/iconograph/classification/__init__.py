@@ -1,0 +1,1 @@
+"""Deciding labels: zero-shot prompts, thresholds and top-k decisions, prediction records."""

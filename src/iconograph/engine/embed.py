@@ -1,0 +1,271 @@
+"""Batched image and text embeddings with a persistent, content-addressed cache.
+
+Images go through the shared per-image data path (:mod:`iconograph.engine.jobs`): hash, look up,
+decode only the misses in worker processes, embed in batches, append to the cache. The cache is
+keyed by (model fingerprint, preprocessing fingerprint, image content hash), texts by (model
+fingerprint, text). On a CPU the image tower may run through ONNX Runtime (:mod:`iconograph.engine.onnx_runtime`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from iconograph.backends import Backend, Scoring, load_model
+from iconograph.engine.jobs import ImageJobRunner, ImageResult, default_workers
+from iconograph.engine.onnx_runtime import AUTO_MIN_IMAGES, RUNTIMES, OnnxImageEncoder, onnx_path
+from iconograph.engine.store import Store
+from iconograph.reading.decode import content_hash, decode_bytes, one_line
+
+
+@dataclass
+class ImageEmbeddings:
+    """Embeddings for a list of paths, in order; rows of failed images are zero."""
+
+    paths: list[str]
+    vectors: np.ndarray
+    errors: list[str | None]
+    hashes: list[str | None]
+    computed: int = 0
+    cached: int = 0
+
+    @property
+    def ok(self) -> np.ndarray:
+        return np.array([e is None for e in self.errors], dtype=bool)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[ImageEmbeddings]) -> ImageEmbeddings:
+        dim = max((part.vectors.shape[1] for part in parts), default=0)  # all-failed chunks have width 0
+        matrices = [
+            part.vectors if part.vectors.shape[1] == dim else np.zeros((len(part.paths), dim), np.float32)
+            for part in parts
+        ]
+        return cls(
+            [p for part in parts for p in part.paths],
+            np.concatenate(matrices) if matrices else np.zeros((0, dim), np.float32),
+            [e for part in parts for e in part.errors],
+            [h for part in parts for h in part.hashes],
+            sum(part.computed for part in parts),
+            sum(part.cached for part in parts),
+        )
+
+
+@dataclass
+class EmbedStats:
+    computed: int = 0
+    cached: int = 0
+    failed: int = 0
+    texts_computed: int = 0
+
+
+class Embedder:
+    """Embeds images and texts with one model, through the cache in ``store``.
+
+    ``store=None`` uses the default store; ``use_cache=False`` neither reads nor writes it.
+    """
+
+    def __init__(
+        self,
+        model: Backend | str | None = None,
+        *,
+        store: Store | str | None = None,
+        use_cache: bool = True,
+        batch_size: int = 32,
+        workers: int | None = None,
+        device: str | None = None,
+        chunk_size: int = 4096,
+        flush_every: int = 512,
+        max_pixels: int | None = None,
+        progress: bool | None = None,
+        runtime: str = "auto",
+    ):
+        self.model = load_model(model, device) if not isinstance(model, Backend) else model
+        self.store = store if isinstance(store, Store) else Store(store)
+        self.use_cache = use_cache
+        self.batch_size = batch_size
+        self.workers = default_workers() if workers is None else workers
+        self.chunk_size = chunk_size
+        self.flush_every = flush_every
+        self.max_pixels = max_pixels
+        self.progress = progress
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        self.runtime = runtime
+        self.stats = EmbedStats()
+        self._onnx = None
+        self._misses = 0
+
+    # ---- images -------------------------------------------------------------------------
+
+    @cached_property
+    def image_cache(self):
+        if not self.use_cache:
+            return None
+        suffix = "_int8" if self.runtime == "onnx-int8" else ""  # int8 vectors differ: never mix them with fp32
+        return self.store.embedding_cache(f"image_{self.model.cache_key}{suffix}")
+
+    def embed_images(self, paths: Sequence[str]) -> ImageEmbeddings:
+        """Embeddings for all ``paths`` at once (see :meth:`iter_images` for streaming)."""
+        return ImageEmbeddings.concatenate(list(self.iter_images(paths)))
+
+    def iter_images(self, paths: Sequence[str]) -> Iterator[ImageEmbeddings]:
+        """Embeddings chunk by chunk, in input order, so a million paths never sit in memory."""
+        runner = ImageJobRunner(
+            self,
+            cache=self.image_cache,
+            use_cache=self.use_cache,
+            batch_size=self.batch_size,
+            workers=self.workers,
+            chunk_size=self.chunk_size,
+            flush_every=self.flush_every,
+            max_pixels=self.max_pixels,
+            progress=self.progress,
+            description="embedding images",
+        )
+        for results in runner.run_chunks(paths):
+            chunk = _to_embeddings(results)
+            self.stats.computed += chunk.computed
+            self.stats.cached += chunk.cached
+            self.stats.failed += sum(e is not None for e in chunk.errors)
+            yield chunk
+
+    def embed_bytes(self, data: bytes) -> np.ndarray:
+        """One image given as bytes (an upload): through the same cache. Raises ``DecodeError``."""
+        digest = content_hash(data)
+        known = self.image_cache.lookup([digest]) if self.image_cache is not None else {}
+        if digest in known:
+            return known[digest]
+        pixels = self.model.make_preprocess()(decode_bytes(data, self.max_pixels))
+        vector = self.model.encode_images(pixels[None]).numpy()[0]
+        if self.image_cache is not None:
+            self.image_cache.add([digest], [vector])
+        return vector
+
+    # The ImageJob surface the runner drives:
+
+    @property
+    def device(self) -> str:
+        return self.model.device
+
+    def make_preprocess(self):
+        return self.model.make_preprocess()
+
+    def before_compute(self, misses: int) -> None:
+        self._misses = misses
+
+    def run_batch(self, pixels, sizes) -> np.ndarray:
+        return self._encode(pixels).numpy()
+
+    def _encode(self, pixels):
+        """The image tower through ONNX Runtime when chosen and possible, else PyTorch."""
+        if self._onnx is None and self._wants_onnx(tuple(pixels.shape[1:])):
+            try:
+                self._onnx = OnnxImageEncoder.load_or_export(
+                    self.model, tuple(pixels.shape[1:]), self.store.root / "onnx", int8=self.runtime == "onnx-int8"
+                )
+            except Exception as exc:  # an architecture the exporter cannot trace: PyTorch still works
+                self._onnx = False
+                sys.stderr.write(
+                    f"iconograph: ONNX Runtime not used for {self.model.spec} ({one_line(exc)[:200]}); using PyTorch\n"
+                )
+        return self._onnx(pixels) if self._onnx else self.model.encode_images(pixels)
+
+    def _wants_onnx(self, shape: tuple[int, ...]) -> bool:
+        if self._onnx is False or self.runtime == "torch" or self.model.device != "cpu":
+            return False
+        if self.model.name == "onnx":  # already an ONNX Runtime model
+            return False
+        if self.runtime in ("onnx", "onnx-int8"):
+            return True
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return False
+        exported = onnx_path(self.store.root / "onnx", self.model, shape).exists()
+        return exported or self._misses >= AUTO_MIN_IMAGES
+
+    # ---- texts --------------------------------------------------------------------------
+
+    @cached_property
+    def text_cache(self):
+        return self.store.embedding_cache(f"text_{self.model.fingerprint}") if self.use_cache else None
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Text embeddings (not normalised), one row per text, cached by the exact string."""
+        texts = list(texts)
+        known = self.text_cache.lookup(texts) if self.text_cache else {}
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        for start in range(0, len(missing), batch_size):
+            part = missing[start : start + batch_size]
+            vectors = self.model.encode_texts(part).numpy()
+            known.update(zip(part, vectors))
+            if self.text_cache is not None:
+                self.text_cache.add(part, vectors)
+        self.stats.texts_computed += len(missing)
+        return np.stack([known[t] for t in texts]).astype(np.float32) if texts else np.zeros((0, 0), np.float32)
+
+    def scoring(self) -> Scoring:
+        """The model's logit scale (and bias), remembered in the store so cached runs skip loading it."""
+        name = f"scoring_{self.model.fingerprint}"
+        meta = self.store.read_meta(name) if self.use_cache else None
+        if meta is None:
+            scoring = self.model.scoring()
+            if self.use_cache:
+                self.store.write_meta(name, {"logit_scale": scoring.logit_scale, "logit_bias": scoring.logit_bias})
+            return scoring
+        return Scoring(meta["logit_scale"], meta["logit_bias"])
+
+
+def _to_embeddings(results: list[ImageResult]) -> ImageEmbeddings:
+    dim = next((len(r.value) for r in results if r.value is not None), 0)
+    zeros = np.zeros(dim, np.float32)
+    matrix = np.stack([zeros if r.value is None else r.value for r in results]) if results else np.zeros((0, dim))
+    return ImageEmbeddings(
+        [r.path for r in results],
+        matrix.astype(np.float32, copy=False),
+        [r.error for r in results],
+        [r.content_hash for r in results],
+        computed=len({r.content_hash for r in results if r.value is not None and not r.cached}),
+        cached=sum(r.cached for r in results),
+    )
+
+
+def write_embeddings(result: ImageEmbeddings, path) -> None:
+    """Write vectors as ``.npz`` (paths, vectors, errors), ``.parquet`` or ``.jsonl``, atomically."""
+    import io
+    import json
+    from pathlib import Path
+
+    from iconograph.engine.files import atomic_open, atomic_write_bytes
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    errors = ["" if e is None else e for e in result.errors]
+    if suffix == ".npz":
+        buffer = io.BytesIO()
+        np.savez(buffer, paths=np.array(result.paths), vectors=result.vectors, errors=np.array(errors))
+        atomic_write_bytes(path, buffer.getvalue())
+    elif suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        dim = result.vectors.shape[1]
+        table = pa.table(
+            {
+                "path": result.paths,
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(result.vectors.reshape(-1)), dim),
+                "error": [e or None for e in errors],
+            }
+        )
+        with atomic_open(path, "wb") as handle:
+            pq.write_table(table, handle)
+    elif suffix in (".jsonl", ".ndjson"):
+        with atomic_open(path) as handle:
+            for p, v, e in zip(result.paths, result.vectors, result.errors):
+                handle.write(json.dumps({"path": p, "vector": None if e else v.tolist(), "error": e}) + "\n")
+    else:
+        raise ValueError(f"{path}: embeddings can be written as .npz, .parquet or .jsonl")

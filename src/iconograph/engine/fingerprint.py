@@ -1,0 +1,70 @@
+"""Content fingerprints for models and preprocessing: what the embedding cache is keyed by.
+
+A weights file is hashed once; its digest is remembered by (path, size, mtime) in a small JSON
+file so that a second run does not read hundreds of megabytes again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+from iconograph.engine.files import atomic_write_text, user_cache_dir
+
+FINGERPRINT_VERSION = "1"  # bump when what a fingerprint covers changes
+_SKIPPED_NAMES = {"README.md", ".gitattributes", "LICENSE", "LICENSE.txt"}
+_lock = threading.Lock()
+
+
+def digest(*parts: object) -> str:
+    """A short stable hex digest of JSON-serialisable parts."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    path = Path(path).resolve()
+    stat = path.stat()
+    memo_key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    memo = _load_memo()
+    if memo_key in memo:
+        return memo[memo_key]
+    hasher = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as handle:
+        while chunk := handle.read(8 << 20):
+            hasher.update(chunk)
+    value = hasher.hexdigest()
+    with _lock:
+        memo = _load_memo()
+        memo[memo_key] = value
+        atomic_write_text(_memo_path(), json.dumps(memo))
+    return value
+
+
+def directory_digest(directory: str | Path) -> str:
+    """Digest of every file in a model folder (names and contents), recursively."""
+    directory = Path(directory)
+    entries = sorted(
+        (str(p.relative_to(directory)), file_digest(p))
+        for p in directory.rglob("*")
+        if p.is_file() and p.name not in _SKIPPED_NAMES and ".git" not in p.parts and ".cache" not in p.parts
+    )
+    return digest(FINGERPRINT_VERSION, entries)
+
+
+def _memo_path() -> Path:
+    return user_cache_dir() / "file-digests.json"
+
+
+def _load_memo() -> dict:
+    try:
+        return json.loads(_memo_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}

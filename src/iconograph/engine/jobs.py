@@ -1,0 +1,272 @@
+"""The data path every per-image model job shares: embedding, detection, captioning.
+
+Per chunk of paths, in input order:
+
+1. read + hash every file in a thread pool (cheap, I/O bound);
+2. look the hashes up in the job's cache (keyed by model, preprocessing and settings);
+3. decode + preprocess only the misses in DataLoader worker processes, while the model runs the
+   batches (the upright decoded size travels along, so boxes map back to pixels);
+4. append new results to the cache every ``flush_every`` images (one atomic Lance commit each);
+5. yield one :class:`ImageResult` per path; unreadable files are error results, not crashes.
+
+A run killed at any point loses at most the unflushed results; the next run computes only those.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from iconograph.engine.progress import progress_bar
+from iconograph.engine.store import KeyedCache, RecordCache, Store
+from iconograph.reading.decode import DecodeError, content_hash, decode_bytes, one_line, read_bytes
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    path: str
+    value: Any  # what the job returned for this image (a vector, a dict), None on error
+    error: str | None = None
+    cached: bool = False
+    content_hash: str | None = None
+
+
+@dataclass
+class JobStats:
+    computed: int = 0
+    cached: int = 0
+    failed: int = 0
+
+
+class ImageJob(Protocol):
+    device: str
+
+    def make_preprocess(self) -> Callable:
+        """RGB PIL image -> CHW tensor; runs in worker processes."""
+
+    def run_batch(self, pixels, sizes: Sequence[tuple[int, int]]) -> Sequence:
+        """One cacheable value per image of the batch; sizes are the decoded (width, height)."""
+
+
+def default_workers() -> int:
+    """Decode workers: one per spare core (at least one), capped at 8."""
+    return max(1, min(8, len(os.sched_getaffinity(0)) - 1))
+
+
+class ImageJobRunner:
+    """Runs an :class:`ImageJob` over paths through its cache.
+
+    The cache is ``cache`` when given, else a :class:`RecordCache` named ``job.cache_name`` in
+    ``store`` (none with ``use_cache=False``). A job may define ``before_compute(misses)``, called
+    before a chunk's uncached images are computed.
+    """
+
+    def __init__(
+        self,
+        job: ImageJob,
+        *,
+        cache: KeyedCache | None = None,
+        store: Store | str | None = None,
+        use_cache: bool = True,
+        batch_size: int = 8,
+        workers: int | None = None,
+        chunk_size: int = 1024,
+        flush_every: int = 64,
+        max_pixels: int | None = None,
+        progress: bool | None = None,
+        description: str = "processing images",
+    ):
+        self.job = job
+        if cache is None and use_cache:
+            cache = RecordCache(store if isinstance(store, Store) else Store(store), job.cache_name)
+        self.cache = cache if use_cache else None
+        self.batch_size = batch_size
+        self.workers = default_workers() if workers is None else workers
+        self.chunk_size = chunk_size
+        self.flush_every = flush_every
+        self.max_pixels = max_pixels
+        self.progress = progress
+        self.description = description
+        self.stats = JobStats()
+
+    def run(self, paths: Iterable[str]) -> Iterator[ImageResult]:
+        for chunk in self.run_chunks(paths):
+            yield from chunk
+
+    def run_chunks(self, paths: Iterable[str]) -> Iterator[list[ImageResult]]:
+        """Results chunk by chunk, in input order, so a million paths never sit in memory."""
+        paths = [str(p) for p in paths]
+        with progress_bar(len(paths), self.description, self.progress) as advance:
+            for start in range(0, len(paths), self.chunk_size):
+                chunk = self._run_chunk(paths[start : start + self.chunk_size], advance)
+                self.stats.failed += sum(r.error is not None for r in chunk)
+                yield chunk
+        if self.cache is not None:
+            self.cache.compact()
+
+    def _run_chunk(self, paths: list[str], advance) -> list[ImageResult]:
+        hashes, errors = hash_files(paths)
+        known = self.cache.lookup([h for h in hashes if h]) if self.cache is not None else {}
+        values = [known.get(h) if h else None for h in hashes]
+        cached = [h in known for h in hashes]
+        self.stats.cached += sum(cached)
+        advance(sum(cached) + sum(e is not None for e in errors))
+        todo: dict[str, list[int]] = {}  # identical files are computed once
+        for i, (h, is_cached) in enumerate(zip(hashes, cached)):
+            if h and not is_cached:
+                todo.setdefault(h, []).append(i)
+        for ids, value, error in self._compute([(ids, paths[ids[0]]) for ids in todo.values()], advance):
+            for i in ids:
+                values[i], errors[i] = value, error
+        return [ImageResult(*fields) for fields in zip(paths, values, errors, cached, hashes)]
+
+    def _compute(self, jobs: list[tuple[list[int], str]], advance) -> Iterator[tuple[list[int], Any, str | None]]:
+        """Decode, preprocess and run ``jobs`` (index group, path); one result per job."""
+        if not jobs:
+            return
+        if hasattr(self.job, "before_compute"):
+            self.job.before_compute(len(jobs))
+        loader = make_loader(
+            [path for _, path in jobs],
+            self.job.make_preprocess(),
+            self.batch_size,
+            self.workers,
+            self.max_pixels,
+            self.job.device,
+        )
+        pending_keys: list[str] = []
+        pending_values: list = []
+        try:
+            for batch in start_workers(loader):
+                valid_sizes = [s for s, e in zip(batch.sizes, batch.errors) if e is None]
+                outputs = iter(self.job.run_batch(batch.pixels, valid_sizes) if valid_sizes else [])
+                for position, digest, error in zip(batch.positions, batch.hashes, batch.errors):
+                    ids = jobs[position][0]
+                    if error is None:
+                        value = next(outputs)
+                        pending_keys.append(digest)
+                        pending_values.append(value)
+                        self.stats.computed += 1
+                        yield ids, value, None
+                    else:
+                        yield ids, None, error
+                    advance(len(ids))
+                if len(pending_keys) >= self.flush_every:
+                    self._flush(pending_keys, pending_values)
+        finally:
+            self._flush(pending_keys, pending_values)
+
+    def _flush(self, keys: list[str], values: list) -> None:
+        if self.cache is not None and keys:
+            self.cache.add(keys, values)
+        keys.clear()
+        values.clear()
+
+
+# ---- hashing and decoding ---------------------------------------------------------------
+
+
+def hash_files(paths: Sequence[str], threads: int = 8) -> tuple[list[str | None], list[str | None]]:
+    """Content hashes, or a one-line error for files that cannot be read."""
+
+    def one(path: str) -> tuple[str | None, str | None]:
+        try:
+            data = read_bytes(path)
+        except DecodeError as exc:
+            return None, str(exc)
+        if not data:
+            return None, "empty file (0 bytes)"
+        return content_hash(data), None
+
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(one, paths))
+    return [h for h, _ in results], [e for _, e in results]
+
+
+@dataclass
+class Batch:
+    positions: list[int]
+    hashes: list[str | None]
+    errors: list[str | None]
+    sizes: list[tuple[int, int] | None]
+    pixels: object  # torch.Tensor of the valid images, in order (None when none is valid)
+
+
+class DecodeDataset:
+    """Map-style dataset: position -> (position, tensor | None, content hash, error, (w, h))."""
+
+    def __init__(self, paths: Sequence[str], preprocess, max_pixels: int | None = None):
+        self.paths = list(paths)
+        self.preprocess = preprocess
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, position: int):
+        try:
+            data = read_bytes(self.paths[position])
+            image = decode_bytes(data, self.max_pixels)
+        except DecodeError as exc:
+            return position, None, None, str(exc), None
+        try:
+            return position, self.preprocess(image), content_hash(data), None, image.size
+        except Exception as exc:  # a model-specific transform failing on one odd image
+            return position, None, None, f"preprocessing failed: {one_line(exc)}", None
+
+
+def collate(samples) -> Batch:
+    import torch
+
+    tensors = [s[1] for s in samples if s[1] is not None]
+    return Batch(
+        [s[0] for s in samples],
+        [s[2] for s in samples],
+        [s[3] for s in samples],
+        [s[4] for s in samples],
+        torch.stack(tensors) if tensors else None,
+    )
+
+
+def _init_worker(_: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # decoding workers must not compete with the model's threads
+
+
+def start_workers(loader) -> Iterator[Batch]:
+    """``iter(loader)``, which forks the decoding workers, without Lance's and LanceDB's fork warnings.
+
+    The workers only decode images and never touch Lance or LanceDB, so the warnings do not apply.
+    Lance warns in this process just before the fork; LanceDB warns in the child just after it, and
+    the child inherits the filters in force at the fork. So they are silenced only for that moment.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message="lance is not fork-safe", category=UserWarning)
+        return iter(loader)
+
+
+def make_loader(
+    paths: Sequence[str], preprocess, batch_size: int, workers: int, max_pixels: int | None, device: str
+) -> Iterable[Batch]:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from iconograph.backends.base import set_torch_threads
+
+    set_torch_threads()
+    workers = min(workers, max(0, len(paths) // max(1, batch_size)))  # tiny jobs: no process start-up
+    return DataLoader(
+        DecodeDataset(paths, preprocess, max_pixels),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate,
+        worker_init_fn=_init_worker if workers else None,
+        prefetch_factor=4 if workers else None,
+        pin_memory=device.startswith("cuda") and torch.cuda.is_available(),
+    )

@@ -1,0 +1,231 @@
+"""The embedded store: LanceDB tables on local disk plus small JSON metadata files.
+
+Lance appends are versioned: a write becomes visible all at once when its manifest is committed,
+so a process killed mid-write leaves the previous version intact (orphaned data files are
+ignored and removed by compaction). Embedding caches are content-addressed tables, one per
+(model, preprocessing) key, so a cache entry can never be read with the wrong dimension.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from iconograph.engine.files import atomic_write_text, user_cache_dir
+
+COMPACT_AFTER_FRAGMENTS = 64
+
+
+def default_store_path() -> Path:
+    return Path(os.environ.get("ICONOGRAPH_STORE") or user_cache_dir() / "store")
+
+
+class Store:
+    """A folder holding every table iconograph keeps (``--store DIR``; default ``~/.cache/iconograph/store``)."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root else default_store_path()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @cached_property
+    def db(self):
+        import lancedb
+
+        return lancedb.connect(str(self.root / "lance"))
+
+    def open_table(self, name: str):
+        """The named table, or None when it does not exist yet."""
+        try:
+            return self.db.open_table(name)
+        except (ValueError, FileNotFoundError):
+            return None
+
+    def table_names(self) -> list[str]:
+        names, token = [], None
+        while True:
+            page = self.db.list_tables(page_token=token)
+            names.extend(page.tables)
+            token = page.page_token
+            if not token:
+                return names
+
+    def embedding_cache(self, name: str) -> EmbeddingCache:
+        return EmbeddingCache(self, name)
+
+    def record_cache(self, name: str) -> RecordCache:
+        return RecordCache(self, name)
+
+    def read_meta(self, name: str) -> dict | None:
+        try:
+            return json.loads((self.root / "meta" / f"{name}.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def write_meta(self, name: str, value: dict) -> None:
+        atomic_write_text(self.root / "meta" / f"{name}.json", json.dumps(value, indent=1))
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+
+class KeyedCache:
+    """Values keyed by a string (an image content hash, a text, a request digest): one Lance
+    table, appended in atomic commits, never rewritten.
+
+    Read and written with ``lance`` directly rather than through ``lancedb``: caches are on the
+    path of every run, and importing ``lance`` costs a fraction of ``lancedb``'s start-up. The
+    table is an ordinary Lance dataset in the store, so ``Store.db.open_table(name)`` opens it too.
+    Subclasses say how a value is stored in the ``value_column``.
+    """
+
+    value_column = "value"
+
+    def __init__(self, store: Store, name: str):
+        self.store = store
+        self.name = name
+        self.uri = store.root / "lance" / f"{name}.lance"
+        self._offsets: dict[str, int] | None = None
+        self._known_keys: set[str] = set()  # keys seen in ``_seen_fragments``, for add()
+        self._seen_fragments: set[int] = set()
+        self._lock = threading.Lock()
+
+    def encode(self, values: Sequence) -> pa.Array:
+        raise NotImplementedError
+
+    def decode(self, column: pa.Array) -> list:
+        raise NotImplementedError
+
+    def dataset(self):
+        """The latest committed version, or None before the first write."""
+        import lance
+
+        return lance.dataset(str(self.uri)) if (self.uri / "_versions").is_dir() else None
+
+    def _load_offsets(self, dataset) -> dict[str, int]:
+        offsets: dict[str, int] = {}
+        for offset, key in enumerate(dataset.to_table(columns=["key"]).column("key").to_pylist()):
+            offsets.setdefault(key, offset)  # duplicates from concurrent writers: the first wins
+        return offsets
+
+    def lookup(self, keys: Sequence[str]) -> dict:
+        """The cached values for those of ``keys`` that are present."""
+        dataset = self.dataset() if keys else None
+        if dataset is None:
+            return {}
+        with self._lock:
+            if self._offsets is None:
+                self._offsets = self._load_offsets(dataset)
+            wanted = sorted({self._offsets[k] for k in keys if k in self._offsets})
+        found: dict = {}
+        for start in range(0, len(wanted), 8192):
+            rows = dataset.take(wanted[start : start + 8192], columns=["key", self.value_column])
+            column = rows.column(self.value_column).combine_chunks()
+            found.update(zip(rows.column("key").to_pylist(), self.decode(column)))
+        return found
+
+    def add(self, keys: Sequence[str], values: Sequence) -> int:
+        """Append the entries whose keys the table does not hold yet, in one atomic commit.
+
+        Two runs on one store may compute the same images at once; an inter-process lock around
+        "which keys are there" and the append keeps every key in the table once. Returns the
+        number of rows written.
+        """
+        import lance
+
+        if not len(keys):
+            return 0
+        with self._lock, self._file_lock():
+            self._offsets = None
+            dataset = self.dataset()
+            keep = _first_new(keys, self._present_keys(dataset))
+            if len(keep) < len(keys):
+                keys, values = [keys[i] for i in keep], [values[i] for i in keep]
+            if not keys:
+                return 0
+            batch = pa.table({"key": pa.array(list(keys), pa.string()), self.value_column: self.encode(values)})
+            lance.write_dataset(batch, str(self.uri), mode="create" if dataset is None else "append")
+            return len(keys)
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """An exclusive lock shared by every process on this machine that writes this table.
+
+        fcntl locks do not reach other machines: a store shared over a network file system or
+        object storage needs the writers to be one process (or deduplication at compaction).
+        """
+        lock_path = self.store.root / "locks" / f"{self.name}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _present_keys(self, dataset) -> set[str]:
+        """Every key in the table, read incrementally: only fragments not seen before are scanned."""
+        if dataset is None:
+            self._known_keys, self._seen_fragments = set(), set()
+            return self._known_keys
+        for fragment in dataset.get_fragments():
+            if fragment.fragment_id not in self._seen_fragments:
+                self._known_keys.update(fragment.to_table(columns=["key"]).column("key").to_pylist())
+                self._seen_fragments.add(fragment.fragment_id)
+        return self._known_keys
+
+    def compact(self) -> None:
+        """Merge the small fragments that many appends leave behind, and drop the files that only
+        versions older than an hour still reference (no reader keeps a cache version that long)."""
+        dataset = self.dataset()
+        if dataset is not None and len(dataset.get_fragments()) > COMPACT_AFTER_FRAGMENTS:
+            dataset.optimize.compact_files()
+            dataset.cleanup_old_versions(older_than=timedelta(hours=1))
+
+    def count(self) -> int:
+        dataset = self.dataset()
+        return 0 if dataset is None else dataset.count_rows()
+
+
+def _first_new(keys: Sequence[str], present: set[str]) -> list[int]:
+    """Positions of the keys that are not in ``present`` and not repeated earlier in ``keys``."""
+    keep, taken = [], set()
+    for position, key in enumerate(keys):
+        if key not in present and key not in taken:
+            taken.add(key)
+            keep.append(position)
+    return keep
+
+
+class EmbeddingCache(KeyedCache):
+    """float32 vectors of one width (one table per model and preprocessing)."""
+
+    value_column = "vector"
+
+    def encode(self, values: Sequence) -> pa.Array:
+        vectors = np.ascontiguousarray(
+            np.stack(list(values)) if not isinstance(values, np.ndarray) else values, np.float32
+        )
+        return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+
+    def decode(self, column: pa.Array) -> list:
+        return list(column.values.to_numpy(zero_copy_only=False).reshape(-1, column.type.list_size))
+
+
+class RecordCache(KeyedCache):
+    """Small JSON documents: detections, captions, LLM answers."""
+
+    def encode(self, values: Sequence) -> pa.Array:
+        return pa.array([json.dumps(v, ensure_ascii=False) for v in values], pa.string())
+
+    def decode(self, column: pa.Array) -> list:
+        return [json.loads(v) for v in column.to_pylist()]

@@ -1,0 +1,1 @@
+"""Checking predictions against truth: metrics and the HTML reports."""

@@ -1,0 +1,188 @@
+"""A trained model directory: self-describing, safe to load, movable.
+
+::
+
+    MODEL_DIR/
+      iconograph-model.json   backbone (spec, fingerprints, preprocessing), labels, thresholds,
+                              head, metrics, split sizes, training settings (written last: a
+                              folder without it is an unfinished run)
+      head/                   head.json + weights (safetensors; skops for scikit-learn estimators)
+      backbone/               fine-tuned models only: the tuned network as a loadable folder
+      thresholds.csv          the per-label thresholds (also usable with ``classify --threshold``)
+      metrics.json            validation and test metrics
+
+A head trained on a backbone's embeddings records the backbone's spec (local folders as absolute
+paths) and fingerprint; loading checks the fingerprint so a head is never applied to embeddings
+of another model. A fine-tuned model carries its backbone inside and loads from any path.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from iconograph.backends import Backend, load_model
+from iconograph.engine.files import atomic_write_text
+from iconograph.learning.heads import Head, load_head
+
+MODEL_FILE = "iconograph-model.json"
+FORMAT_VERSION = 1
+EMBEDDED_BACKBONE = "backbone"
+
+
+class ModelDirError(ValueError):
+    """A model directory that cannot be used; one line for the user."""
+
+
+@dataclass
+class TrainedModel:
+    head: Head
+    backbone: dict  # spec, name, fingerprint, preprocess_fingerprint, data (preprocessing), embedded
+    info: dict = field(default_factory=dict)  # metrics, splits, settings
+    directory: Path | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return self.head.classes_.tolist()
+
+    @property
+    def multi_label(self) -> bool:
+        return self.head.multi_label_
+
+    def backbone_spec(self) -> str:
+        if self.backbone.get("embedded"):
+            if self.directory is None:
+                raise ModelDirError("a fine-tuned model must be saved before its backbone can be loaded")
+            return str(self.directory / EMBEDDED_BACKBONE)
+        return self.backbone["spec"]
+
+    def load_backbone(self, device: str | None = None, *, check: bool = True) -> Backend:
+        backend = load_model(self.backbone_spec(), device)
+        if check and backend.fingerprint != self.backbone["fingerprint"]:
+            raise ModelDirError(
+                f"this head was trained on embeddings of {self.backbone['spec']} (fingerprint "
+                f"{self.backbone['fingerprint']}), but {self.backbone_spec()} now has fingerprint "
+                f"{backend.fingerprint}: the weights changed"
+            )
+        return backend
+
+    def embedder(self, **options):
+        from iconograph.engine.embed import Embedder
+
+        device = options.pop("device", None)
+        return Embedder(self.load_backbone(device), device=device, **options)
+
+    def predict(self, sources: str | Iterable[str], *, embedder=None, top_k: int | None = None, **embedder_options):
+        """Predictions (the ``classify`` JSONL contract) for every image in ``sources``."""
+        from iconograph.classification.classify import iter_predictions
+        from iconograph.reading.sources import read_collection
+
+        embedder = embedder or self.embedder(**embedder_options)
+        return list(iter_predictions(read_collection(sources), HeadClassifier(self.head, top_k), embedder))
+
+    # ---- files ------------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / MODEL_FILE).unlink(missing_ok=True)  # the folder is unfinished until it is rewritten
+        self.head.save(directory / "head")
+        atomic_write_text(directory / "thresholds.csv", _thresholds_csv(self.labels, self.head.thresholds_))
+        atomic_write_text(directory / "metrics.json", json.dumps(self.info.get("metrics", {}), indent=1))
+        description = {
+            "format": "iconograph-model",
+            "format_version": FORMAT_VERSION,
+            "task": "multi-label" if self.multi_label else "single-label",
+            "labels": self.labels,
+            "thresholds": dict(zip(self.labels, map(float, self.head.thresholds_))),
+            "max_labels": self.head.max_labels,
+            "head": {"kind": self.head.kind, "path": "head"},
+            "backbone": self.backbone,
+            **self.info,
+        }
+        atomic_write_text(directory / MODEL_FILE, json.dumps(description, indent=1))
+        self.directory = directory
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TrainedModel:
+        directory = Path(directory).expanduser()
+        path = directory / MODEL_FILE
+        if not path.is_file():
+            raise ModelDirError(f"{directory} is not a trained model folder (no {MODEL_FILE}; unfinished training?)")
+        description = json.loads(path.read_text())
+        if description.get("format_version", 0) > FORMAT_VERSION:
+            raise ModelDirError(
+                f"{directory} was written by a newer iconograph (format {description['format_version']})"
+            )
+        head = load_head(directory / description["head"]["path"])
+        info = {
+            k: v
+            for k, v in description.items()
+            if k not in ("format", "format_version", "task", "labels", "thresholds", "max_labels", "head", "backbone")
+        }
+        return cls(head, description["backbone"], info, directory)
+
+
+def is_model_dir(path: str | Path) -> bool:
+    return (Path(path) / MODEL_FILE).is_file()
+
+
+def portable_spec(backend: Backend) -> str:
+    """The backend's spec with local files made absolute, so it resolves from any working directory."""
+    spec = backend.spec
+    prefix, sep, body = spec.partition(":")
+    known = sep and prefix in ("hf", "timm", "onnx", "open_clip")
+    head, body = (f"{prefix}:", body) if known else ("", spec)
+    if Path(body).expanduser().exists():
+        return head + str(Path(body).expanduser().resolve())
+    checkpoint = getattr(backend, "checkpoint", None)
+    if checkpoint:
+        return f"{head}{body.partition('/')[0]}/{Path(checkpoint).resolve()}"
+    return spec
+
+
+def describe_backbone(backend: Backend, *, embedded: bool = False) -> dict:
+    """What a model directory records about the backbone its head was trained on."""
+    return {
+        "spec": EMBEDDED_BACKBONE if embedded else portable_spec(backend),
+        "name": backend.name,
+        "fingerprint": backend.fingerprint,
+        "preprocess_fingerprint": backend.preprocess_fingerprint,
+        "cache_key": backend.cache_key,
+        "preprocessing": _preprocessing(backend),
+        "embedded": embedded,
+    }
+
+
+def _preprocessing(backend: Backend) -> dict | None:
+    """A readable account of the pixel pipeline (the fingerprint is what is checked)."""
+    data = getattr(backend, "data_config", None)
+    if data:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+    if backend.name == "transformers":
+        return json.loads(backend.image_processor.to_json_string())
+    return None
+
+
+class HeadClassifier:
+    """A head as :func:`~iconograph.classification.classify.iter_predictions` wants a classifier: ``predict`` gives
+    label tuples (:meth:`Head.decide`), single-label ones ``top_k`` long."""
+
+    def __init__(self, head: Head, top_k: int | None = None):
+        self.head, self.top_k = head, top_k
+
+    def predict(self, vectors):
+        return self.head.decide(vectors, top_k=self.top_k)
+
+
+def _thresholds_csv(labels, thresholds) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["label", "threshold"])
+    writer.writerows((label, f"{float(t):.6g}") for label, t in zip(labels, thresholds))
+    return buffer.getvalue()
