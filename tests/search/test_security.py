@@ -165,7 +165,7 @@ def test_security_headers_on_every_response(server, images):
 
 
 def test_cookie_is_secure_over_tls_and_the_login_page_escapes(server):
-    from iconograph.service.app import _login_page
+    from iconograph.service.routes.pages import login_page as _login_page
 
     with httpx.Client(base_url=server.url, timeout=60) as http:
         plain = http.get(f"/?token={TOKEN}", follow_redirects=False)

@@ -38,7 +38,7 @@ class CollectionError(ValueError):
 
 
 class PathRefused(CollectionError):
-    """A path outside the collection's roots, with ``..``, or a link leading out of them."""
+    """A path with ``..`` or NUL, or (raised by the service) a file whose real location is outside the roots."""
 
 
 class NotInCollection(CollectionError):
@@ -510,34 +510,30 @@ class SearchCollection:
 
     # ---- files ------------------------------------------------------------------------------
 
-    def key(self, path: str) -> str:
-        """The key (absolute path, as indexed) of the item ``path`` names; the one rule for
-        every path a user gives: an item's absolute path, or a path relative to a root.
+    def candidates(self, path: str) -> list[str]:
+        """The absolute paths a user-given ``path`` may name: itself if absolute, else joined to each root.
 
-        Refused with :class:`PathRefused`: an empty path, NUL, ``..`` components, and an existing
-        path whose real location (all links followed) is outside the roots. Any other path that
-        is not an indexed item: :class:`NotInCollection`.
+        Refused with :class:`PathRefused`: an empty path, NUL, and ``..`` components.
         """
         if not path or "\x00" in path:
             raise PathRefused("empty or invalid path")
         if ".." in path.replace("\\", "/").split("/"):
             raise PathRefused(f"{path}: '..' is not allowed")
-        roots = frozenset(self.roots)
+        return [os.path.abspath(path)] if os.path.isabs(path) else [os.path.join(r, path) for r in self.roots]
+
+    def key(self, path: str) -> str:
+        """The key (absolute path, as indexed) of the item ``path`` names; the one rule for
+        every path a user gives: an item's absolute path, or a path relative to a root (see
+        :meth:`candidates`). A path that names no indexed item: :class:`NotInCollection`.
+
+        Whether the item's file may be read and sent is not decided here: the service checks
+        where the file really lies (``iconograph.service.files``).
+        """
         rows = self._rows()
-        candidates = [os.path.abspath(path)] if os.path.isabs(path) else [os.path.join(r, path) for r in sorted(roots)]
-        for candidate in candidates:
-            if os.path.lexists(candidate) and not is_inside(os.path.realpath(candidate), roots):
-                raise PathRefused(f"{path}: outside the collection's folders")
+        for candidate in self.candidates(path):
             if candidate in rows:
                 return candidate
         raise NotInCollection(f"{path}: not in collection {self.name!r}")
-
-    def resolve(self, path: str) -> Path:
-        """The real file of the item ``path`` names (see :meth:`key`); FileNotFoundError if it is gone."""
-        real = os.path.realpath(self.key(path))
-        if not os.path.isfile(real):
-            raise FileNotFoundError(f"{path}: the file is gone")
-        return Path(real)
 
     def stats(self) -> dict:
         self.require()

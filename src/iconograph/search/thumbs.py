@@ -10,15 +10,17 @@ import io
 from pathlib import Path
 
 from iconograph.engine.files import atomic_write_bytes
-from iconograph.reading.decode import content_hash, decode_bytes, read_bytes
+from iconograph.reading.decode import content_hash, decode_bytes
 
 THUMB_SIZES = (128, 256, 512)
 
 
-def thumbnail(path: str | Path, size: int, cache_dir: str | Path) -> bytes:
-    """JPEG bytes of ``path`` fitted in ``size`` x ``size``; raises DecodeError."""
+def thumbnail(data: bytes, size: int, cache_dir: str | Path) -> bytes:
+    """JPEG bytes of the image file ``data`` fitted in ``size`` x ``size``; raises DecodeError.
+
+    The caller reads the file (the service first checks that it may be served).
+    """
     size = min(THUMB_SIZES, key=lambda s: (s < size, abs(s - size)))  # a few sizes keep the cache small
-    data = read_bytes(path)
     cached = Path(cache_dir) / f"{content_hash(data)}_{size}.jpg"
     if cached.exists():
         return cached.read_bytes()

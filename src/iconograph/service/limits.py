@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from fastapi import Form, Query
 from pydantic import AfterValidator, Field, StringConstraints, TypeAdapter, ValidationError
 
+from iconograph.classification.zeroshot import TEMPLATE_SETS, parse_label_list
 from iconograph.search.reviews import MAX_LABEL_CHARS, MAX_REVIEWER_CHARS, ONE_LINE_PATTERN
 
 MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
@@ -34,8 +35,6 @@ _LABEL_LIST = TypeAdapter(Annotated[list[Label], Field(max_length=MAX_LABELS)])
 
 def _label_list(text: str) -> str:
     """A comma-separated label list whose labels each pass as a :data:`Label`; the text unchanged."""
-    from iconograph.classification.zeroshot import parse_label_list
-
     try:
         _LABEL_LIST.validate_python(parse_label_list(text))
     except ValidationError as exc:
@@ -46,7 +45,7 @@ def _label_list(text: str) -> str:
 
 # query and form parameters
 PathQuery = Annotated[str, Query(min_length=1, max_length=MAX_PATH_CHARS)]
-SearchText = Annotated[str, Query(max_length=MAX_QUERY_CHARS)]
+SearchText = Annotated[str, Query(max_length=MAX_QUERY_CHARS), StringConstraints(strip_whitespace=True, min_length=1)]
 LabelFilter = Annotated[str | None, Query(max_length=MAX_LABEL_CHARS)]
 LabelFilterForm = Annotated[str | None, Form(max_length=MAX_LABEL_CHARS)]
 ScoreQuery = Annotated[float | None, Query(allow_inf_nan=False)]
@@ -59,3 +58,4 @@ LabelsForm = Annotated[
 ]
 ThresholdForm = Annotated[float, Form(ge=0, le=1, allow_inf_nan=False)]
 TopKForm = Annotated[int | None, Form(ge=1, le=MAX_LABELS)]
+TemplatesForm = Annotated[Literal[TEMPLATE_SETS], Form(description="The prompt templates.")]

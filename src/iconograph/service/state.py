@@ -1,0 +1,50 @@
+"""What the service holds between requests: its configuration, store, models and open collections."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import HTTPException
+
+from iconograph.engine.store import Store
+from iconograph.search import SearchCollection, list_collections
+from iconograph.search.collection import NAME_PATTERN
+from iconograph.service.models import Models
+
+
+@dataclass
+class ServiceConfig:
+    token: str
+    store: Any = None  # Store, a folder, or None for the default store
+    model: str | None = None  # for /api/classify when no collection is named
+    max_upload_bytes: int = 20 * 1024 * 1024
+    device: str | None = None
+
+
+@dataclass
+class ServiceState:
+    config: ServiceConfig
+    store: Store
+    models: Models
+    _collections: dict[str, SearchCollection] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_config(cls, config: ServiceConfig) -> ServiceState:
+        store = config.store if isinstance(config.store, Store) else Store(config.store)
+        return cls(config, store, Models(store, config.device))
+
+    def collection(self, name: str) -> SearchCollection:
+        """The indexed collection ``name``, opened once; 404 for any other name."""
+        with self._guard:
+            if name not in self._collections:
+                # a name the pattern refuses cannot name a collection: no need to look for it
+                if not NAME_PATTERN.match(name) or name not in list_collections(self.store):
+                    raise HTTPException(404, f"no collection named {name!r}")
+                found = SearchCollection(name, self.store)
+                if not found.exists:
+                    raise HTTPException(404, f"no collection named {name!r}")
+                self._collections[name] = found
+            return self._collections[name]
