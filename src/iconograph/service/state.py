@@ -40,11 +40,10 @@ class ServiceState:
         """The indexed collection ``name``, opened once; 404 for any other name."""
         with self._guard:
             if name not in self._collections:
-                # a name the pattern refuses cannot name a collection: no need to look for it
-                if not NAME_PATTERN.match(name) or name not in list_collections(self.store):
-                    raise HTTPException(404, f"no collection named {name!r}")
-                found = SearchCollection(name, self.store)
-                if not found.exists:
+                # a name the pattern refuses names no collection: no need to look for it
+                known = NAME_PATTERN.match(name) and name in list_collections(self.store)
+                found = SearchCollection(name, self.store) if known else None
+                if found is None or not found.exists:
                     raise HTTPException(404, f"no collection named {name!r}")
                 self._collections[name] = found
             return self._collections[name]
