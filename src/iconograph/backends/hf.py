@@ -2,6 +2,8 @@
 
 Preprocessing is the model's own ``AutoImageProcessor`` (the same object
 ``transformers.pipeline`` uses), so pixel values match the reference implementation exactly.
+:class:`HFModel` (folder or cached hub id, fingerprints, processors, weights, one-line errors) is
+shared with the OWL detector and the captioner.
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ class HFBackend(Backend):
         import torch
 
         with torch.inference_mode():
-            return _image_features(self.model, pixels.to(self.device, non_blocking=True)).float().cpu()
+            return image_features(self.model, pixels.to(self.device, non_blocking=True)).float().cpu()
 
     def encode_texts(self, texts: Sequence[str]):
         import torch
@@ -176,7 +178,8 @@ class HFBackend(Backend):
         return Scoring(scale, float(bias.item()) if bias is not None else None)
 
 
-def _image_features(model, pixels):
+def image_features(model, pixels):
+    """Image embeddings as ``encode_images`` computes them (and fine-tuning trains them)."""
     if hasattr(model, "get_image_features"):
         return pooled(model.get_image_features(pixel_values=pixels))
     out = model(pixel_values=pixels)  # an image-only backbone: pooled output, else the first token
@@ -193,7 +196,7 @@ def _image_tower(model):
             self.model = model
 
         def forward(self, pixel_values):
-            return _image_features(self.model, pixel_values)
+            return image_features(self.model, pixel_values)
 
     return ImageTower()
 
