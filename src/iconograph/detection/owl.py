@@ -228,8 +228,3 @@ def read_image_queries(folder: str | Path) -> tuple[list[str], list, list[str]]:
     if not images:
         raise QueryError(f"{folder}: no example images found")
     return labels, images, hashes
-
-
-def load_detector(model: str = DEFAULT_DETECTOR, **options) -> OwlDetector:
-    """The detector for a model spec (a hub id in the cache or a ``save_pretrained`` folder)."""
-    return OwlDetector(model, **options)
