@@ -3,11 +3,15 @@
 Spec forms::
 
     openai/clip-vit-base-patch32          Hugging Face hub id (cache first, download when online)
-    ./my-clip                             a save_pretrained folder (or an open_clip folder)
+    ./my-clip                             a save_pretrained folder (or an open_clip or timm folder)
     hf:org/name                           explicitly transformers
     open_clip:ViT-B-32/laion2b_s34b_b79k  open_clip architecture + pretrained tag or checkpoint file
     open_clip:hf-hub:org/repo             an open_clip model on the hub
-    timm:resnet50, onnx:model.onnx        image backbones (when their backends are registered)
+    timm:resnet50, timm:NAME/ckpt.pth     timm image backbones
+    onnx:model.onnx, model.onnx           ONNX image models (ONNX Runtime)
+
+The detector and the captioner are not backends (they do not embed), but they resolve, fingerprint
+and load their transformers folders the same way: :class:`iconograph.backends.hf.HFModel`.
 """
 
 from __future__ import annotations

@@ -2,20 +2,22 @@
 
 Preprocessing is the model's own ``AutoImageProcessor`` (the same object
 ``transformers.pipeline`` uses), so pixel values match the reference implementation exactly.
+:class:`HFModel` (folder or cached hub id, fingerprints, processors, weights, one-line errors) is
+shared with the OWL detector and the captioner.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 
 from iconograph.backends.base import Backend, ModelNotFoundError, Scoring
-from iconograph.engine.fingerprint import digest, directory_digest
+from iconograph.engine.fingerprint import digest, directory_digest, env_flag
 
 PREPROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+FOLDER_HINT = "pass a local folder with --model DIR (a save_pretrained directory)"
 
 
 def resolve_hf_directory(spec: str) -> Path:
@@ -23,10 +25,12 @@ def resolve_hf_directory(spec: str) -> Path:
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"{path} is a folder but has no config.json: not a save_pretrained model folder")
+            raise ModelNotFoundError(f"{path} has no config.json, so it is not a save_pretrained folder; {FOLDER_HINT}")
         return path
-    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
-        raise ModelNotFoundError(f"model folder {spec} not found")
+    if path.exists():
+        raise ModelNotFoundError(f"{path} is a file, not a model folder; {FOLDER_HINT}")
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelNotFoundError(f"model folder {spec} not found; {FOLDER_HINT}")
     from huggingface_hub import snapshot_download
 
     try:
@@ -34,14 +38,72 @@ def resolve_hf_directory(spec: str) -> Path:
     except Exception:
         pass
     try:
-        if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+        if env_flag("HF_HUB_OFFLINE"):
             raise RuntimeError("HF_HUB_OFFLINE is set")
         return Path(snapshot_download(spec, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
     except Exception:
         raise ModelNotFoundError(
-            f"model '{spec}' is not in the Hugging Face cache and could not be downloaded; "
-            f"pass a local folder with --model DIR (a save_pretrained directory)"
+            f"model '{spec}' is not in the Hugging Face cache and could not be downloaded; {FOLDER_HINT}"
         ) from None
+
+
+class HFModel:
+    """A transformers model folder and what every user of one needs from it: where it is, its
+    fingerprints, its processors and its weights, each failure a one-line ModelNotFoundError.
+
+    The embedding backend, the detector and the captioner each hold one; ``kind`` tags the weights
+    fingerprint so that the three never share a cache entry for the same folder.
+    """
+
+    def __init__(self, spec: str, kind: str, what: str = "model"):
+        self.spec = spec
+        self.kind = kind
+        self.what = what  # how errors name the model: "cannot load {what} from DIR"
+        self.directory = resolve_hf_directory(spec)
+        self.config = json.loads((self.directory / "config.json").read_text())
+        self.model_type = self.config.get("model_type", "")
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identity of every file in the folder (weights, config, tokenizer), read without loading."""
+        return digest(self.kind, directory_digest(self.directory))
+
+    def preprocess_fingerprint(self, implementation: str) -> str:
+        """Identity of the image processor: its saved configs and which implementation runs them."""
+        configs = [
+            json.loads((self.directory / name).read_text())
+            for name in PREPROCESSOR_FILES
+            if (self.directory / name).is_file()
+        ]
+        return digest("hf-image-processor", configs, implementation)
+
+    def load(self, auto_class: str, device: str):
+        """The network through ``transformers.<auto_class>``: float32, on ``device``, in eval mode."""
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # iconograph draws its own progress; keep stderr readable
+        return self.from_pretrained(auto_class).float().to(device).eval()
+
+    def from_pretrained(self, auto_class: str):
+        """A processor, tokenizer or model from the folder through ``transformers.<auto_class>``."""
+        import transformers
+
+        try:
+            return getattr(transformers, auto_class).from_pretrained(self.directory)
+        except Exception as exc:
+            detail = " ".join(str(exc).split())[:300]
+            raise ModelNotFoundError(
+                f"cannot load {self.what} from {self.directory} ({auto_class}): {detail}"
+            ) from None
+
+
+def image_preprocess(image_processor) -> Callable:
+    """A function from one RGB PIL image to its CHW pixel tensor, as the processor makes it."""
+
+    def preprocess(image):
+        return image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
+
+    return preprocess
 
 
 class HFBackend(Backend):
@@ -49,65 +111,41 @@ class HFBackend(Backend):
 
     def __init__(self, spec: str, device: str | None = None):
         super().__init__(spec, device)
-        self.directory = resolve_hf_directory(spec)
-        self.config = json.loads((self.directory / "config.json").read_text())
-        self.model_type = self.config.get("model_type", "")
-        self.has_text = "text_config" in self.config
+        self.hf = HFModel(spec, kind="hf")
+        self.directory = self.hf.directory
+        self.model_type = self.hf.model_type
+        self.has_text = "text_config" in self.hf.config
 
-    @cached_property
+    @property
     def fingerprint(self) -> str:
-        return digest("hf", directory_digest(self.directory))
+        return self.hf.fingerprint
 
     @cached_property
     def preprocess_fingerprint(self) -> str:
-        configs = [
-            json.loads((self.directory / name).read_text())
-            for name in PREPROCESSOR_FILES
-            if (self.directory / name).is_file()
-        ]
-        return digest("hf-image-processor", configs, self._image_processor_backend)
+        return self.hf.preprocess_fingerprint(self._image_processor_backend)
 
     @property
     def _image_processor_backend(self) -> str:
-        """Which implementation AutoImageProcessor picks (transformers prefers torchvision)."""
+        """Which implementation AutoImageProcessor picks (transformers prefers torchvision), known
+        without loading the processor."""
         from importlib.util import find_spec
 
         return "torchvision" if find_spec("torchvision") else "pil"
 
     @cached_property
     def image_processor(self):
-        from transformers import AutoImageProcessor
-
-        return AutoImageProcessor.from_pretrained(self.directory)
+        return self.hf.from_pretrained("AutoImageProcessor")
 
     def make_preprocess(self) -> Callable:
-        processor = self.image_processor
-
-        def preprocess(image):
-            return processor(images=[image], return_tensors="pt")["pixel_values"][0]
-
-        return preprocess
+        return image_preprocess(self.image_processor)
 
     @cached_property
     def model(self):
-        from transformers import AutoModel
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # iconograph draws its own progress; keep stderr readable
-
-        try:
-            model = AutoModel.from_pretrained(self.directory).float()
-        except Exception as exc:
-            raise ModelNotFoundError(
-                f"cannot load model from {self.directory}: {' '.join(str(exc).split())[:300]}"
-            ) from None
-        return model.to(self.device).eval()
+        return self.hf.load("AutoModel", self.device)
 
     @cached_property
     def tokenizer(self):
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(self.directory)
+        return self.hf.from_pretrained("AutoTokenizer")
 
     def image_module(self):
         return _image_tower(self.model)
@@ -116,7 +154,7 @@ class HFBackend(Backend):
         import torch
 
         with torch.inference_mode():
-            return _image_features(self.model, pixels.to(self.device, non_blocking=True)).float().cpu()
+            return image_features(self.model, pixels.to(self.device, non_blocking=True)).float().cpu()
 
     def encode_texts(self, texts: Sequence[str]):
         import torch
@@ -129,7 +167,7 @@ class HFBackend(Backend):
             kwargs = {"padding": "max_length", "max_length": 64, "truncation": True}
         tokens = self.tokenizer(list(texts), return_tensors="pt", **kwargs).to(self.device)
         with torch.inference_mode():
-            features = _pooled(self.model.get_text_features(**tokens))
+            features = pooled(self.model.get_text_features(**tokens))
             return features.float().cpu()
 
     def scoring(self) -> Scoring:
@@ -140,12 +178,13 @@ class HFBackend(Backend):
         return Scoring(scale, float(bias.item()) if bias is not None else None)
 
 
-def _image_features(model, pixels):
+def image_features(model, pixels):
+    """Image embeddings as ``encode_images`` computes them (and fine-tuning trains them)."""
     if hasattr(model, "get_image_features"):
-        return _pooled(model.get_image_features(pixel_values=pixels))
+        return pooled(model.get_image_features(pixel_values=pixels))
     out = model(pixel_values=pixels)  # an image-only backbone: pooled output, else the first token
-    pooled = getattr(out, "pooler_output", None)
-    return (pooled if pooled is not None else out.last_hidden_state[:, 0]).flatten(1)
+    pooler = getattr(out, "pooler_output", None)
+    return (pooler if pooler is not None else out.last_hidden_state[:, 0]).flatten(1)
 
 
 def _image_tower(model):
@@ -157,11 +196,11 @@ def _image_tower(model):
             self.model = model
 
         def forward(self, pixel_values):
-            return _image_features(self.model, pixel_values)
+            return image_features(self.model, pixel_values)
 
     return ImageTower()
 
 
-def _pooled(output):
+def pooled(output):
     """transformers 5 returns a model output from get_*_features; 4.x returned the tensor."""
     return output if hasattr(output, "dim") else output.pooler_output

@@ -132,10 +132,6 @@ def _read_output(graph, initializers) -> GraphOutput:
     return GraphOutput(dtype)  # scale unknown: the raw integers, as float32, still rank alike
 
 
-def is_onnx_file(spec: str) -> bool:
-    return spec.lower().endswith(".onnx")
-
-
 def sidecar_path(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
 

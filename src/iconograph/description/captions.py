@@ -9,16 +9,15 @@ same images generates nothing and an interrupted run resumes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from iconograph.backends.base import DECODE_VERSION, ModelNotFoundError, resolve_device
-from iconograph.backends.hf import PREPROCESSOR_FILES, resolve_hf_directory
+from iconograph.backends.base import DECODE_VERSION, resolve_device
+from iconograph.backends.hf import HFModel, image_preprocess
 from iconograph.engine.files import write_records
-from iconograph.engine.fingerprint import digest, directory_digest
+from iconograph.engine.fingerprint import digest
 from iconograph.engine.jobs import ImageJobRunner
 from iconograph.reading.sources import Item, read_collection
 
@@ -52,18 +51,15 @@ class Captioner:
         self.max_new_tokens = int(max_new_tokens)
         self.num_beams = int(num_beams)
         self.device = resolve_device(device)
-        self.directory = resolve_hf_directory(self.spec)
+        self.hf = HFModel(self.spec, kind="hf-captioner", what="a captioner (BLIP-class image-text-to-text models)")
 
-    @cached_property
+    @property
     def fingerprint(self) -> str:
-        return digest("hf-captioner", directory_digest(self.directory))
+        return self.hf.fingerprint
 
     @cached_property
     def preprocess_fingerprint(self) -> str:
-        configs = [
-            json.loads((self.directory / n).read_text()) for n in PREPROCESSOR_FILES if (self.directory / n).is_file()
-        ]
-        return digest("hf-image-processor", configs, type(self.processor.image_processor).__name__)
+        return self.hf.preprocess_fingerprint(type(self.processor.image_processor).__name__)
 
     @property
     def generation_settings(self) -> dict:
@@ -77,37 +73,14 @@ class Captioner:
 
     @cached_property
     def processor(self):
-        from transformers import AutoProcessor
-
-        try:
-            return AutoProcessor.from_pretrained(self.directory)
-        except Exception as exc:
-            raise ModelNotFoundError(
-                f"cannot load the processor of {self.directory}: {' '.join(str(exc).split())[:300]}"
-            ) from None
+        return self.hf.from_pretrained("AutoProcessor")
 
     @cached_property
     def model(self):
-        from transformers import AutoModelForImageTextToText
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        try:
-            model = AutoModelForImageTextToText.from_pretrained(self.directory).float()
-        except Exception as exc:
-            raise ModelNotFoundError(
-                f"cannot load a captioner from {self.directory} (BLIP-class image-text-to-text models): "
-                f"{' '.join(str(exc).split())[:300]}"
-            ) from None
-        return model.to(self.device).eval()
+        return self.hf.load("AutoModelForImageTextToText", self.device)
 
     def make_preprocess(self) -> Callable:
-        image_processor = self.processor.image_processor
-
-        def preprocess(image):
-            return image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
-
-        return preprocess
+        return image_preprocess(self.processor.image_processor)
 
     def caption_pixels(self, pixels) -> list[str]:
         import torch

@@ -2,7 +2,7 @@
 boxes in pixels of the upright image, JSONL / COCO / VOC / YOLO output, annotated images."""
 
 from iconograph.detection.annotate import draw_detections, save_annotated
-from iconograph.detection.owl import DEFAULT_DETECTOR, OwlDetector, QueryError, load_detector, read_image_queries
+from iconograph.detection.owl import DEFAULT_DETECTOR, OwlDetector, QueryError, read_image_queries
 from iconograph.detection.run import DetectionResult, DetectionWriter, detect, iter_detections
 
 __all__ = [
@@ -14,7 +14,6 @@ __all__ = [
     "detect",
     "draw_detections",
     "iter_detections",
-    "load_detector",
     "read_image_queries",
     "save_annotated",
 ]

@@ -15,7 +15,6 @@ embedding of the box the model picks in it (``embed_image_query``, as in
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -24,9 +23,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from iconograph.backends.base import DECODE_VERSION, ModelNotFoundError, resolve_device
-from iconograph.backends.hf import PREPROCESSOR_FILES, resolve_hf_directory
+from iconograph.backends.hf import HFModel, image_preprocess, pooled
 from iconograph.boxes import Detections
-from iconograph.engine.fingerprint import digest, directory_digest
+from iconograph.engine.fingerprint import digest
 from iconograph.reading.decode import DecodeError, read_image
 from iconograph.reading.sources import walk_images
 
@@ -59,60 +58,36 @@ class OwlDetector:
         self.nms_iou = float(nms_iou)
         self.clip = clip
         self.device = resolve_device(device)
-        self.directory = resolve_hf_directory(self.spec)
-        self.config = json.loads((self.directory / "config.json").read_text())
-        self.model_type = self.config.get("model_type", "")
-        if self.model_type not in OWL_MODEL_TYPES:
+        self.hf = HFModel(self.spec, kind="hf-detector", what="an OWL-ViT/OWLv2 detector")
+        if self.hf.model_type not in OWL_MODEL_TYPES:
             raise ModelNotFoundError(
-                f"{self.spec} is a '{self.model_type}' model; detection needs OWL-ViT or OWLv2 (model_type owlvit/owlv2)"
+                f"{self.spec} is a '{self.hf.model_type}' model; detection needs OWL-ViT or OWLv2 (model_type owlvit/owlv2)"
             )
 
     # ---- model, processor, fingerprints ---------------------------------------------------
 
-    @cached_property
+    @property
     def fingerprint(self) -> str:
-        return digest("hf-detector", directory_digest(self.directory))
+        return self.hf.fingerprint
 
     @cached_property
     def preprocess_fingerprint(self) -> str:
-        configs = [
-            json.loads((self.directory / n).read_text()) for n in PREPROCESSOR_FILES if (self.directory / n).is_file()
-        ]
-        return digest("hf-image-processor", configs, type(self.image_processor).__name__)
+        return self.hf.preprocess_fingerprint(type(self.image_processor).__name__)
 
     @cached_property
     def model(self):
-        from transformers import AutoModelForZeroShotObjectDetection
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        try:
-            model = AutoModelForZeroShotObjectDetection.from_pretrained(self.directory).float()
-        except Exception as exc:
-            raise ModelNotFoundError(
-                f"cannot load detector from {self.directory}: {' '.join(str(exc).split())[:300]}"
-            ) from None
-        return model.to(self.device).eval()
+        return self.hf.load("AutoModelForZeroShotObjectDetection", self.device)
 
     @cached_property
     def image_processor(self):
-        from transformers import AutoImageProcessor
-
-        return AutoImageProcessor.from_pretrained(self.directory)
+        return self.hf.from_pretrained("AutoImageProcessor")
 
     @cached_property
     def tokenizer(self):
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(self.directory)
+        return self.hf.from_pretrained("AutoTokenizer")
 
     def make_preprocess(self) -> Callable:
-        processor = self.image_processor
-
-        def preprocess(image):
-            return processor(images=[image], return_tensors="pt")["pixel_values"][0]
-
-        return preprocess
+        return image_preprocess(self.image_processor)
 
     # ---- queries ------------------------------------------------------------------------------
 
@@ -147,7 +122,7 @@ class OwlDetector:
             output = self.model.base_model.get_text_features(
                 input_ids=tokens["input_ids"].to(self.device), attention_mask=tokens["attention_mask"].to(self.device)
             )
-            features = output if hasattr(output, "dim") else output.pooler_output
+            features = pooled(output)
             # as the model's own forward: projected text embeddings, L2-normalised
             return features / torch.linalg.norm(features, ord=2, dim=-1, keepdim=True)
 
@@ -253,8 +228,3 @@ def read_image_queries(folder: str | Path) -> tuple[list[str], list, list[str]]:
     if not images:
         raise QueryError(f"{folder}: no example images found")
     return labels, images, hashes
-
-
-def load_detector(model: str = DEFAULT_DETECTOR, **options) -> OwlDetector:
-    """The detector for a model spec (a hub id in the cache or a ``save_pretrained`` folder)."""
-    return OwlDetector(model, **options)

@@ -1,4 +1,5 @@
-"""Content fingerprints for models and preprocessing: what the embedding cache is keyed by.
+"""Content fingerprints for models and preprocessing: what the model caches (embeddings,
+detections, captions) are keyed by.
 
 A weights file is hashed once; its digest is remembered by (path, size, mtime) in a small JSON
 file so that a second run does not read hundreds of megabytes again.

@@ -3,7 +3,8 @@
 >>> import iconograph as ig
 >>> from iconograph.search import SearchCollection, TaggerConfig
 >>> col = SearchCollection("coins")
->>> report = col.index("coins/", ig.Embedder("./my-clip"), tagger=TaggerConfig(("eagle", "zeus")))
+>>> embedder = ig.Embedder("./my-clip")
+>>> report = col.index("coins/", embedder, tagger=TaggerConfig(("eagle", "zeus")))
 >>> hits, mode = col.search_text("an eagle on a thunderbolt", embedder, k=10, filters=["label=eagle"])
 """
 

@@ -20,7 +20,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -212,9 +212,6 @@ class ReviewLog:
             if writer.appended % COMPACT_EVERY == 0:
                 table.optimize()
         return stamped
-
-    def record_many(self, reviews: Sequence[Review]) -> list[Review]:
-        return [self.record(r) for r in reviews]
 
     def all(self) -> list[Review]:
         table = self.table

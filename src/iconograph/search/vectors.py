@@ -24,7 +24,6 @@ import numpy as np
 import pyarrow as pa
 
 DEFAULT_ANN_THRESHOLD = 20_000
-INDEX_TYPE = "IVF_HNSW_SQ"
 HNSW_M = 32  # graph degree: 20 (LanceDB's default) loses recall on high-dimensional embeddings
 HNSW_EF_CONSTRUCTION = 300
 QUERY_EF = 2500  # beam width: recall@10 0.98 on 100k random 512-d vectors (1000: 0.85); bench_search.py

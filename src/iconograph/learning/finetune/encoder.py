@@ -83,13 +83,9 @@ class HFEncoder(TrainableEncoder):
                 parameter.requires_grad_(False)  # only the image tower trains
 
     def forward(self, pixels):
-        from iconograph.backends.hf import _pooled
+        from iconograph.backends.hf import image_features
 
-        if hasattr(self.model, "get_image_features"):
-            return _pooled(self.model.get_image_features(pixel_values=pixels))
-        out = self.model(pixel_values=pixels)
-        pooled = getattr(out, "pooler_output", None)
-        return (pooled if pooled is not None else out.last_hidden_state[:, 0]).flatten(1)
+        return image_features(self.model, pixels)
 
     def block_groups(self):
         stem, tail, layers = [], [], {}
