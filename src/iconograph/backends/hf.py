@@ -122,15 +122,9 @@ class HFBackend(Backend):
 
     @cached_property
     def preprocess_fingerprint(self) -> str:
-        return self.hf.preprocess_fingerprint(self._image_processor_backend)
-
-    @property
-    def _image_processor_backend(self) -> str:
-        """Which implementation AutoImageProcessor picks (transformers prefers torchvision), known
-        without loading the processor."""
-        from importlib.util import find_spec
-
-        return "torchvision" if find_spec("torchvision") else "pil"
+        # The class transformers actually picked (fast/torchvision or slow/PIL processors give
+        # slightly different pixels), as the detector and captioner record it.
+        return self.hf.preprocess_fingerprint(type(self.image_processor).__name__)
 
     @cached_property
     def image_processor(self):

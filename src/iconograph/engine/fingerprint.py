@@ -29,7 +29,8 @@ def digest(*parts: object) -> str:
 def file_digest(path: str | Path) -> str:
     path = Path(path).resolve()
     stat = path.stat()
-    memo_key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    # ctime and inode change on every rewrite or replacement, even one within the mtime tick
+    memo_key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|{stat.st_ino}"
     memo = _load_memo()
     if memo_key in memo:
         return memo[memo_key]
