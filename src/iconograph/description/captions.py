@@ -17,7 +17,7 @@ from pathlib import Path
 
 from iconograph.backends.base import DECODE_VERSION, ModelNotFoundError, resolve_device
 from iconograph.backends.hf import PREPROCESSOR_FILES, resolve_hf_directory
-from iconograph.engine.files import write_records
+from iconograph.engine.files import RecordWriter
 from iconograph.engine.fingerprint import digest, directory_digest
 from iconograph.engine.jobs import ImageJobRunner
 from iconograph.reading.sources import Item, read_collection
@@ -179,9 +179,12 @@ def caption(
     return list(iter_captions(read_collection(sources), captioner, runner))
 
 
-def write_captions(captions: Iterable[Caption], path: str | Path) -> tuple[int, int]:
-    """JSONL (``{"path", "caption", "error"}``) or CSV by suffix, atomically; returns (count, failed)."""
-    return write_records((c.to_record() for c in captions), path, ("path", "caption", "error"))
+def write_captions(captions: Iterable[Caption], path: str | Path | None) -> tuple[int, int]:
+    """JSONL (``{"path", "caption", "error"}``; stdout when ``path`` is None) or CSV/TSV by suffix,
+    atomically; returns (count, failed)."""
+    with RecordWriter(path, columns=("path", "caption", "error")) as writer:
+        writer.write_all(c.to_record() for c in captions)
+    return writer.count, writer.failed
 
 
 def read_captions(path: str | Path) -> dict[str, str]:
