@@ -1,10 +1,14 @@
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
+from sklearn.metrics import precision_recall_fscore_support
 
 import iconograph as ig
 from iconograph.classification.results import LabelScore, Prediction
 from tests.conftest import CIFAR_TEST, run_cli
+from tests.learn.test_report import shown_numbers
 
 
 def pred(path, *labels, error=None):
@@ -62,10 +66,22 @@ def test_cli_evaluate_against_an_image_folder_and_a_csv(tmp_path, tiny_clip):
     for key in ("accuracy", "top5_accuracy", "f1_micro", "f1_macro", "f1_samples", "mAP", "per_class", "confusion"):
         assert key in metrics
     assert metrics["counts"]["evaluated"] == 12 and metrics["top5_accuracy"] == 1.0
-    assert set(metrics["per_class"]["cat"]) == {"precision", "recall", "f1", "support"}
+    assert metrics == ig.evaluate(preds, folder)  # the CLI's JSON is the library's numbers
+    y_true = [Path(p.path).parent.name for p in ig.read_predictions(preds)]
+    y_pred = [p.labels[0].label for p in ig.read_predictions(preds)]
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=["cat"], zero_division=0)
+    assert metrics["per_class"]["cat"] == pytest.approx(
+        {"precision": precision[0], "recall": recall[0], "f1": f1[0], "support": support[0]}
+    )
+    assert metrics["accuracy"] == pytest.approx(np.mean(np.array(y_true) == np.array(y_pred)))
     assert "accuracy" in result.stdout
     html = report.read_text()
     assert all(f'id="{section}"' in html for section in ("headline", "per-class", "confusion"))
+    shown = shown_numbers(html)  # and the report shows those numbers
+    assert shown["headline"]["accuracy"] == f"{metrics['accuracy']:.4f}" and shown["counts"] == metrics["counts"]
+    assert {label: row["f1"] for label, row in shown["per_class"].items()} == {
+        label: stats["f1"] for label, stats in metrics["per_class"].items()
+    }
 
     truth_csv = tmp_path / "truth.csv"
     rows = [f"{p.relative_to(tmp_path)},{p.parent.name};animal" for p in sorted(folder.rglob("*.jpg"))]
@@ -73,6 +89,8 @@ def test_cli_evaluate_against_an_image_folder_and_a_csv(tmp_path, tiny_clip):
     run_cli("evaluate", preds, "--truth", truth_csv, "--json", metrics_path, check=True)
     multi = json.loads(metrics_path.read_text())
     assert multi["task"] == "multi-label" and multi["per_class"]["animal"]["support"] == 12
+    assert multi["per_class"]["animal"]["recall"] == 0.0  # no prediction says "animal"
+    assert multi == ig.evaluate(preds, truth_csv)
 
 
 def test_evaluate_without_matches_is_a_clear_error(tmp_path):

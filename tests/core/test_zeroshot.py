@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from iconograph.backends import Scoring
-from iconograph.classification.zeroshot import LabelError, ZeroShotClassifier, load_templates, normalize
+from iconograph.classification.decisions import l2_normalize
+from iconograph.classification.zeroshot import LabelError, ZeroShotClassifier, load_templates
 
 
 class FakeEmbedder:
@@ -34,18 +35,18 @@ def test_ensemble_is_the_renormalised_mean_of_normalised_prompt_embeddings():
     embedder = FakeEmbedder(Scoring(100.0))
     clf = ZeroShotClassifier(["zeus", "eagle"], templates=["a {}", "the {} coin"]).prepare(embedder)
     v = embedder.vectors
-    expected = normalize(
+    expected = l2_normalize(
         np.stack(
             [
-                normalize(v["a zeus"]) + normalize(v["the zeus coin"]),
-                normalize(v["a eagle"]) + normalize(v["the eagle coin"]),
+                l2_normalize(v["a zeus"]) + l2_normalize(v["the zeus coin"]),
+                l2_normalize(v["a eagle"]) + l2_normalize(v["the eagle coin"]),
             ]
         )
     )
     np.testing.assert_allclose(clf.label_embeddings_, expected, atol=1e-12)
 
     image = np.random.default_rng(1).normal(size=(3, 8))
-    logits = 100.0 * normalize(image) @ expected.T
+    logits = 100.0 * l2_normalize(image) @ expected.T
     softmax = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(clf.predict_proba(image), softmax / softmax.sum(1, keepdims=True), atol=1e-9)
 
@@ -54,8 +55,8 @@ def test_clip_multi_label_scores_each_label_against_the_neutral_prompt():
     embedder = FakeEmbedder(Scoring(50.0))
     clf = ZeroShotClassifier(["zeus", "eagle"], templates=["{}"], multi_label=True, neutral="object").prepare(embedder)
     image = np.random.default_rng(2).normal(size=(4, 8))
-    cos = normalize(image) @ normalize(np.stack([embedder.vectors["zeus"], embedder.vectors["eagle"]])).T
-    cos_neutral = normalize(image) @ normalize(embedder.vectors["object"])
+    cos = l2_normalize(image) @ l2_normalize(np.stack([embedder.vectors["zeus"], embedder.vectors["eagle"]])).T
+    cos_neutral = l2_normalize(image) @ l2_normalize(embedder.vectors["object"])
     expected = 1 / (1 + np.exp(-50.0 * (cos - cos_neutral[:, None])))
     np.testing.assert_allclose(clf.predict_proba(image), expected, atol=1e-9)
 
@@ -66,7 +67,7 @@ def test_sigmoid_models_use_their_own_bias_and_thresholds_pick_labels():
         ["a", "b", "c"], templates=["{}"], multi_label=True, threshold={"a": 0.0, "b": 1.0}
     ).prepare(embedder)
     image = np.random.default_rng(3).normal(size=(2, 8))
-    cos = normalize(image) @ normalize(np.stack([embedder.vectors[t] for t in "abc"])).T
+    cos = l2_normalize(image) @ l2_normalize(np.stack([embedder.vectors[t] for t in "abc"])).T
     np.testing.assert_allclose(clf.predict_proba(image), 1 / (1 + np.exp(-(10 * cos - 2))), atol=1e-9)
     for labels in clf.predict(image):
         names = [ls.label for ls in labels]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import iconograph as ig
 from iconograph.classification.results import LabelScore, Prediction
-from iconograph.evaluation.report import write_full_report
+from iconograph.evaluation.report import full, write_full_report
 from tests.conftest import keep_artifact, needs_chromium, run_cli
 from tests.learn.conftest import cifar_rows
 
@@ -105,6 +107,58 @@ def test_report_content_and_evaluate_report(tmp_path):
     html = (tmp_path / "ev.html").read_text()
     for section in [*SECTIONS, "confusion"]:
         assert f'id="{section}"' in html
+    expected = ig.evaluate(tmp_path / "preds.jsonl", truth_csv)
+    shown = shown_numbers(html)
+    assert shown["headline"] == {k: f"{v:.4f}" for k, v in expected.items() if isinstance(v, float)}
+    assert {label: row["f1"] for label, row in shown["per_class"].items()} == {
+        label: stats["f1"] for label, stats in expected["per_class"].items()
+    }
     assert "missing.jpg" in html  # the unreadable image is among the worst, with its error
     assert (tmp_path / "ev_files" / "confusion.png").is_file()
     assert "t-SNE of score vectors" in html  # 61 points: t-SNE by default (above 30, up to 300)
+
+
+def shown_numbers(html: str) -> dict:
+    """The headline cards, counts line and per-class rows as the rendered HTML shows them."""
+    headline = dict(re.findall(r'<div class="card">([\w-]+)<b>([\d.]+)</b></div>', html))
+    counts_line = re.search(r'<p class="muted">(truth: .*?)</p>', html).group(1)
+    counts = {name: int(value) for name, value in re.findall(r"(\w+): (\d+)", counts_line)}
+    row = re.compile(
+        r"<tr><td>([^<]+)</td><td>([\d.]+)</td><td>([\d.]+)</td><td data-value=\"([^\"]+)\">.*?</td>"
+        r'<td data-value="([^"]+)">[^<]*</td><td>(\d+)</td></tr>'
+    )
+    per_class = {
+        label: {"precision": p, "recall": r, "f1": float(f1), "ap": float(ap), "support": int(n)}
+        for label, p, r, f1, ap, n in row.findall(html)
+    }
+    return {"headline": headline, "counts": counts, "per_class": per_class}
+
+
+@pytest.mark.parametrize("multi_label", [False, True], ids=["single-label", "multi-label"])
+def test_report_shows_the_numbers_of_evaluate(multi_label, tmp_path, monkeypatch):
+    """The report matches predictions to truth as evaluate() does, so every number it shows is evaluate()'s:
+    truth spelled differently (``dir/./name``), one prediction without truth, one unreadable image."""
+    predictions, truth = fake_predictions(multi_label)
+    truth = {str(Path(p).parent / "." / Path(p).name): labels for p, labels in truth.items()}
+    predictions.append(Prediction(str(tmp_path / "not-in-truth.jpg"), (LabelScore("cat", 0.9),)))
+    expected = ig.evaluate(predictions, truth)
+    assert expected["task"] == ("multi-label" if multi_label else "single-label")
+    assert expected["counts"]["unmatched"] == 1 and expected["counts"]["errors"] == 1
+
+    rendered = {}
+    render = full._render
+    monkeypatch.setattr(full, "_render", lambda context: rendered.update(context) or render(context))
+    html = write_full_report(predictions, truth, tmp_path / "report.html", map_method="pca").read_text()
+
+    assert rendered["metrics"] == expected
+    shown = shown_numbers(html)
+    floats = {k: v for k, v in expected.items() if isinstance(v, float)}
+    assert shown["headline"] == {k: f"{v:.4f}" for k, v in floats.items()}
+    assert shown["counts"] == expected["counts"]
+    assert set(shown["per_class"]) == set(expected["per_class"])
+    for label, stats in expected["per_class"].items():
+        row = shown["per_class"][label]
+        assert row["precision"] == f"{stats['precision']:.3f}" and row["recall"] == f"{stats['recall']:.3f}"
+        assert row["f1"] == stats["f1"] and row["support"] == stats["support"]
+    aps = [row["ap"] for row in shown["per_class"].values() if row["ap"] >= 0]  # -1: no positive example
+    assert np.mean(aps) == pytest.approx(expected["mAP"])

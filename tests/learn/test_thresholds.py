@@ -31,6 +31,27 @@ def test_cap_keeps_the_best_labels():
     assert apply_thresholds(scores, 0.5, max_labels=2).tolist() == [[True, True, False, False]]
 
 
+def test_cap_counts_only_labels_that_pass_their_threshold():
+    scores = np.array([[0.9, 0.8, 0.7, 0.1]])
+    kept = apply_thresholds(scores, np.array([0.95, 0.5, 0.5, 0.5]), max_labels=1)
+    assert kept.tolist() == [[False, True, False, False]]  # "a" fails its threshold, so "b" is the best kept
+
+
+def test_zero_shot_and_heads_decide_alike():
+    """The zero-shot classifier's label tuples are decide()'s on the same scores (one decision)."""
+    from iconograph.classification.zeroshot import ZeroShotClassifier
+
+    scores = np.random.default_rng(0).random((20, 4))
+    labels = ["a", "b", "c", "d"]
+    for multi_label in (False, True):
+        clf = ZeroShotClassifier(labels, multi_label=multi_label, threshold={"a": 0.7, "b": 0.3}, top_k=2)
+        expected = decide(
+            scores, labels, multi_label=multi_label, thresholds=np.array([0.7, 0.3, 0.5, 0.5]), max_labels=2, top_k=2
+        )
+        assert clf.decide_rows(scores) == expected
+        assert [clf.decide(row) for row in scores] == expected
+
+
 def test_decide_single_and_multi_label():
     scores = np.array([[0.1, 0.7, 0.2]])
     single = decide(scores, ["a", "b", "c"], multi_label=False, top_k=2)

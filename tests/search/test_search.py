@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from iconograph import Embedder
-from iconograph.classification.zeroshot import normalize
+from iconograph.classification.decisions import l2_normalize
 from iconograph.search import CollectionError, Review, SearchCollection, TaggerConfig, VectorTable
 from tests.search.conftest import LABELS, copy_images
 
 
 def numpy_top_k(matrix: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    sims = normalize(matrix.astype(np.float64)) @ normalize(query.astype(np.float64))
+    sims = l2_normalize(matrix.astype(np.float64)) @ l2_normalize(query.astype(np.float64))
     order = np.argsort(-sims, kind="stable")[:k]
     return order, sims[order]
 

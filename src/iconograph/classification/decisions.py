@@ -1,4 +1,6 @@
-"""Per-class decision thresholds for multi-label scores, and turning scores into label sets.
+"""Scores and the decisions taken on them, each written once: L2 normalisation of embeddings,
+softmax / sigmoid of logits (SciPy's), per-class thresholds, and scores to label sets (top-k for
+single-label, thresholds and ``max_labels`` for multi-label).
 
 F1-optimal thresholds are read off scikit-learn's ``precision_recall_curve`` on validation
 scores: for each class, the score cut that maximises that class's F1. Classes without a positive
@@ -8,6 +10,7 @@ validation example keep the default threshold.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,6 +19,40 @@ from iconograph.classification.results import LabelScore
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_TOP_K = 5
+LABEL_SET_TYPES = (tuple, list, set, frozenset)
+
+
+def label_sets(y) -> list[tuple]:
+    """One label per row (``"cat"``) or label sets per row (``("eagle", "zeus")``) as tuples."""
+    return [tuple(label) if isinstance(label, LABEL_SET_TYPES) else (label,) for label in y]
+
+
+def binarize(y, classes: Sequence) -> np.ndarray:
+    """(n, k) 0/1 matrix of labels (or label sets) per row; labels outside ``classes`` are ignored."""
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "unknown class", UserWarning)
+        return MultiLabelBinarizer(classes=list(classes)).fit_transform(label_sets(y)).astype(np.int8)
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Unit-length vectors along the last axis (zero rows stay zero); keeps the dtype."""
+    vectors = np.asarray(vectors)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities over the last axis."""
+    from scipy.special import softmax as scipy_softmax
+
+    return scipy_softmax(logits, axis=-1)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    from scipy.special import expit
+
+    return expit(logits)
 
 
 def check_threshold(value) -> float:
@@ -46,11 +83,13 @@ def f1_optimal_thresholds(truth: np.ndarray, scores: np.ndarray, default: float 
 
 
 def apply_thresholds(scores: np.ndarray, thresholds: np.ndarray | float, max_labels: int | None = None) -> np.ndarray:
-    """(n, k) indicator of the labels kept: at/above their threshold, at most ``max_labels`` best per row."""
+    """(n, k) indicator of the labels kept: at/above their threshold, then the ``max_labels`` best
+    of those per row."""
     scores = np.asarray(scores)
     keep = scores >= np.broadcast_to(thresholds, scores.shape[1:])
     if max_labels:
-        rank = np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1, kind="stable")
+        kept_scores = np.where(keep, scores, -np.inf)  # a label below its threshold takes no place
+        rank = np.argsort(np.argsort(-kept_scores, axis=1, kind="stable"), axis=1, kind="stable")
         keep &= rank < max_labels
     return keep
 
@@ -64,7 +103,8 @@ def decide(
     max_labels: int | None = None,
     top_k: int | None = None,
 ) -> list[tuple[LabelScore, ...]]:
-    """Rows of scores to sorted label tuples: top-k (single-label) or those kept by the thresholds."""
+    """Rows of scores to label tuples, best first: the ``top_k`` best (single-label, 5 by default)
+    or those kept by :func:`apply_thresholds` (multi-label)."""
     scores = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-scores, axis=1, kind="stable")
     if multi_label:

@@ -9,15 +9,13 @@ CSV columns: ``path, labels, scores, error`` with ``;``-separated labels and sco
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from iconograph.engine.files import atomic_open
+from iconograph.engine.files import RecordWriter
 from iconograph.reading.sources import LABEL_SEPARATOR, SourceError, clean_label
 from iconograph.reading.textfiles import read_csv, read_jsonl
 
@@ -50,46 +48,31 @@ class Prediction:
         return [ls.label for ls in self.labels]
 
 
-class PredictionWriter:
-    """Streams predictions to a temporary file and moves it into place when closed cleanly."""
+PREDICTION_COLUMNS = ("path", "labels", "scores", "error")
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.format = "csv" if self.path.suffix.lower() in (".csv", ".tsv") else "jsonl"
-        self.count = 0
-        self.failed = 0
 
-    def __enter__(self) -> PredictionWriter:
-        self._context = atomic_open(self.path, newline="" if self.format == "csv" else None)
-        self._handle = self._context.__enter__()
-        if self.format == "csv":
-            self._csv = csv.writer(self._handle, delimiter="\t" if self.path.suffix.lower() == ".tsv" else ",")
-            self._csv.writerow(["path", "labels", "scores", "error"])
-        return self
+def _csv_row(record: dict) -> list[str]:
+    return [
+        record["path"],
+        LABEL_SEPARATOR.join(d["label"] for d in record["labels"]),
+        LABEL_SEPARATOR.join(f"{d['score']:.6g}" for d in record["labels"]),
+        record["error"] or "",
+    ]
+
+
+class PredictionWriter(RecordWriter):
+    """Predictions as JSONL (a file, or stdout when ``path`` is None) or CSV/TSV, atomically, in order."""
+
+    def __init__(self, path: str | Path | None):
+        super().__init__(path, columns=PREDICTION_COLUMNS, csv_row=_csv_row)
 
     def write(self, prediction: Prediction) -> None:
-        if self.format == "csv":
-            self._csv.writerow(
-                [
-                    prediction.path,
-                    LABEL_SEPARATOR.join(ls.label for ls in prediction.labels),
-                    LABEL_SEPARATOR.join(f"{ls.score:.6g}" for ls in prediction.labels),
-                    prediction.error or "",
-                ]
-            )
-        else:
-            self._handle.write(json.dumps(prediction.to_record(), ensure_ascii=False) + "\n")
-        self.count += 1
-        self.failed += prediction.error is not None
-
-    def __exit__(self, *exc_info) -> None:
-        self._context.__exit__(*exc_info)
+        super().write(prediction.to_record())
 
 
-def write_predictions(predictions: Iterable[Prediction], path: str | Path) -> PredictionWriter:
+def write_predictions(predictions: Iterable[Prediction], path: str | Path | None) -> PredictionWriter:
     with PredictionWriter(path) as writer:
-        for prediction in predictions:
-            writer.write(prediction)
+        writer.write_all(predictions)
     return writer
 
 

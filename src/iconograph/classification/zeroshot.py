@@ -23,13 +23,19 @@ from pathlib import Path
 import numpy as np
 
 from iconograph.backends import Scoring
-from iconograph.classification.decisions import check_threshold
+from iconograph.classification.decisions import (
+    DEFAULT_THRESHOLD,
+    check_threshold,
+    decide,
+    l2_normalize,
+    sigmoid,
+    softmax,
+)
 from iconograph.classification.results import LabelScore
 from iconograph.reading.sources import clean_label
 from iconograph.reading.textfiles import read_csv, read_json, read_lines
 
 TEMPLATE_SETS = ("default", "openai", "photo", "none")
-DEFAULT_TOP_K = 5
 
 
 class LabelError(ValueError):
@@ -113,25 +119,10 @@ def read_thresholds(path: str | Path) -> dict[str, float]:
     return thresholds
 
 
-def normalize(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
-
-
 def ensemble_text_embeddings(text_vectors: np.ndarray, n_labels: int, n_templates: int) -> np.ndarray:
     """(labels * templates, d) rows, label-major -> (labels, d) normalised ensemble means."""
-    per_template = normalize(text_vectors.reshape(n_labels, n_templates, -1))
-    return normalize(per_template.mean(axis=1))
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free
+    per_template = l2_normalize(text_vectors.reshape(n_labels, n_templates, -1))
+    return l2_normalize(per_template.mean(axis=1))
 
 
 class ZeroShotClassifier:
@@ -173,8 +164,8 @@ class ZeroShotClassifier:
         unknown = set(thresholds) - set(labels) if isinstance(thresholds, Mapping) else set()
         if unknown:
             raise LabelError(f"thresholds given for labels that are not classified: {', '.join(sorted(unknown))}")
-        if isinstance(thresholds, Mapping):  # labels without their own threshold keep 0.5
-            self._thresholds = np.array([thresholds.get(label, 0.5) for label in labels])
+        if isinstance(thresholds, Mapping):  # labels without their own threshold keep the default
+            self._thresholds = np.array([thresholds.get(label, DEFAULT_THRESHOLD) for label in labels])
         else:
             self._thresholds = np.full(len(labels), thresholds)
 
@@ -192,24 +183,31 @@ class ZeroShotClassifier:
 
     def predict_proba(self, image_vectors: np.ndarray) -> np.ndarray:
         """(n, labels) scores for raw (unnormalised) image embeddings."""
-        cosine = normalize(np.asarray(image_vectors, np.float64)) @ self.label_embeddings_.astype(np.float64).T
+        images = l2_normalize(np.asarray(image_vectors, np.float64))
+        cosine = images @ self.label_embeddings_.astype(np.float64).T
         scale = self.scoring_.logit_scale
         if not self.multi_label:
-            return _softmax(scale * cosine)
+            return softmax(scale * cosine)
         if self.scoring_.sigmoid:
-            return _sigmoid(scale * cosine + self.scoring_.logit_bias)
-        neutral = normalize(np.asarray(image_vectors, np.float64)) @ self.neutral_embedding_.astype(np.float64)
-        return _sigmoid(scale * (cosine - neutral[:, None]))
+            return sigmoid(scale * cosine + self.scoring_.logit_bias)
+        neutral = images @ self.neutral_embedding_.astype(np.float64)
+        return sigmoid(scale * (cosine - neutral[:, None]))
 
     def decide(self, scores: np.ndarray) -> tuple[LabelScore, ...]:
-        """One image's scores to its sorted labels: top-k, or those at/above their threshold."""
-        order = np.argsort(-scores, kind="stable")
-        if self.multi_label:
-            keep = [i for i in order if scores[i] >= self._thresholds[i]]
-            keep = keep[: self.top_k] if self.top_k else keep
-        else:
-            keep = order[: self.top_k or DEFAULT_TOP_K]
-        return tuple(LabelScore(self.labels[i], float(scores[i])) for i in keep)
+        """One image's scores to its labels, best first (see :meth:`decide_rows`)."""
+        return self.decide_rows(np.asarray(scores)[None])[0]
+
+    def decide_rows(self, scores: np.ndarray) -> list[tuple[LabelScore, ...]]:
+        """(n, labels) scores to label tuples: the top-k, or (multi-label) those at/above their
+        threshold, at most ``top_k`` of them."""
+        return decide(
+            scores,
+            self.labels,
+            multi_label=self.multi_label,
+            thresholds=self._thresholds,
+            max_labels=self.top_k,
+            top_k=self.top_k,
+        )
 
     def predict(self, image_vectors: np.ndarray) -> list[tuple[LabelScore, ...]]:
-        return [self.decide(row) for row in self.predict_proba(image_vectors)]
+        return self.decide_rows(self.predict_proba(image_vectors))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -110,18 +109,9 @@ def classify(
 
 
 def write_or_print(predictions, out: Path | None) -> int:
-    from iconograph.classification.results import PredictionWriter
+    from iconograph.classification.results import write_predictions
 
-    if out is not None:
-        with PredictionWriter(out) as writer:
-            for prediction in predictions:
-                writer.write(prediction)
-        return writer.failed
-    failed = 0
-    for prediction in predictions:
-        sys.stdout.write(json.dumps(prediction.to_record(), ensure_ascii=False) + "\n")
-        failed += prediction.error is not None
-    return failed
+    return write_predictions(predictions, out).failed
 
 
 def summarize(total: int, failed: int, embedder, out: Path | None) -> None:

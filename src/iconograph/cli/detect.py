@@ -160,8 +160,6 @@ def caption(
     progress: ProgressOpt = None,
 ):
     """Caption every image: {"path", "caption", "error"} per image, cached in the store."""
-    import sys
-
     from iconograph.description.captions import Captioner, iter_captions, write_captions
     from iconograph.engine.jobs import ImageJobRunner
     from iconograph.reading.sources import read_collection
@@ -178,13 +176,7 @@ def caption(
         description="captioning",
     )
     captions = iter_captions(items, captioner, runner)
-    if out is not None:
-        _, failed = write_captions(captions, out)
-    else:
-        failed = 0
-        for item in captions:
-            failed += item.error is not None
-            sys.stdout.write(json.dumps(item.to_record(), ensure_ascii=False) + "\n")
+    _, failed = write_captions(captions, out)
     where = f" -> {out}" if out else ""
     typer.echo(
         f"{len(items)} images: {len(items) - failed} ok, {failed} failed; "
@@ -237,8 +229,6 @@ def describe(
     progress: ProgressOpt = None,
 ):
     """Item texts from attributes, tags and captions (API key: $ICONOGRAPH_LLM_API_KEY or $OPENAI_API_KEY)."""
-    import sys
-
     from iconograph.description import Describer, gather_facts, make_engine, write_descriptions
     from iconograph.reading.sources import read_collection
 
@@ -291,13 +281,7 @@ def describe(
             yield item
 
     try:
-        if out is not None:
-            _, failed = write_descriptions(counted(), out)
-        else:
-            failed = 0
-            for item in counted():
-                failed += item.error is not None
-                sys.stdout.write(json.dumps(item.to_record(), ensure_ascii=False) + "\n")
+        _, failed = write_descriptions(counted(), out)
     finally:
         if hasattr(chosen, "close"):
             chosen.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from iconograph.backends.base import DECODE_VERSION, resolve_device
 from iconograph.backends.hf import HFModel, image_preprocess
-from iconograph.engine.files import write_records
+from iconograph.engine.files import RecordWriter
 from iconograph.engine.fingerprint import digest
 from iconograph.engine.jobs import ImageJobRunner
 from iconograph.reading.sources import Item, read_collection
@@ -152,9 +152,12 @@ def caption(
     return list(iter_captions(read_collection(sources), captioner, runner))
 
 
-def write_captions(captions: Iterable[Caption], path: str | Path) -> tuple[int, int]:
-    """JSONL (``{"path", "caption", "error"}``) or CSV by suffix, atomically; returns (count, failed)."""
-    return write_records((c.to_record() for c in captions), path, ("path", "caption", "error"))
+def write_captions(captions: Iterable[Caption], path: str | Path | None) -> tuple[int, int]:
+    """JSONL (``{"path", "caption", "error"}``; stdout when ``path`` is None) or CSV/TSV by suffix,
+    atomically; returns (count, failed)."""
+    with RecordWriter(path, columns=("path", "caption", "error")) as writer:
+        writer.write_all(c.to_record() for c in captions)
+    return writer.count, writer.failed
 
 
 def read_captions(path: str | Path) -> dict[str, str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from iconograph.description.engines import DescribeError, LLMEngine, TemplateEngine
 from iconograph.description.facts import ItemFacts, gather_facts
 from iconograph.description.words import count_words, limit_words
-from iconograph.engine.files import write_records
+from iconograph.engine.files import RecordWriter
 from iconograph.engine.progress import progress_bar
 from iconograph.engine.store import RecordCache, Store
 
@@ -165,7 +165,10 @@ def make_engine(name: str, *, template=None, example_text=None, llm_url=None, ll
     raise ValueError(f"unknown engine {name!r}: use 'template' or 'llm'")
 
 
-def write_descriptions(descriptions: Iterable[Description], path: str | Path) -> tuple[int, int]:
-    """JSONL, or CSV by suffix (``path, text, language, words, truncated, note, error``), atomically."""
+def write_descriptions(descriptions: Iterable[Description], path: str | Path | None) -> tuple[int, int]:
+    """JSONL (stdout when ``path`` is None), or CSV/TSV by suffix (``path, text, language, words,
+    truncated, note, error``), atomically; returns (count, failed)."""
     columns = ("path", "text", "language", "words", "truncated", "note", "error")
-    return write_records((d.to_record() for d in descriptions), path, columns)
+    with RecordWriter(path, columns=columns) as writer:
+        writer.write_all(d.to_record() for d in descriptions)
+    return writer.count, writer.failed

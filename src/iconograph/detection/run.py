@@ -11,14 +11,13 @@ file has ``"boxes": []`` and a one-line ``"error"``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from iconograph.boxes import FORMATS, BoxDataset, Detections, ImageBoxes
 from iconograph.detection.owl import DEFAULT_DETECTOR, OwlDetector
-from iconograph.engine.files import atomic_open
+from iconograph.engine.files import RecordWriter
 from iconograph.engine.jobs import ImageJobRunner
 from iconograph.reading.sources import Item, read_collection
 
@@ -90,7 +89,9 @@ def detect(
 
 
 class DetectionWriter:
-    """Writes results as JSONL (streamed, atomic) or collects them into a COCO / VOC / YOLO dataset."""
+    """Streams results as JSONL (a :class:`~iconograph.engine.files.RecordWriter`: a file, or
+    stdout when ``out`` is None) or collects them into a COCO / VOC / YOLO dataset written on a
+    clean exit."""
 
     def __init__(self, out: str | Path | None, format: str = "jsonl", classes: Sequence[str] = ()):
         if format not in OUTPUT_FORMATS:
@@ -103,32 +104,25 @@ class DetectionWriter:
         self.count = 0
         self.failed: list[DetectionResult] = []
         self._images: list[ImageBoxes] = []
+        self._records = RecordWriter(self.out) if format == "jsonl" else None
 
     def __enter__(self) -> DetectionWriter:
-        if self.format == "jsonl" and self.out is not None:
-            self._context = atomic_open(self.out)
-            self._handle = self._context.__enter__()
+        if self._records is not None:
+            self._records.__enter__()
         return self
 
     def write(self, result: DetectionResult) -> None:
         self.count += 1
         if result.error is not None:
             self.failed.append(result)
-        if self.format == "jsonl":
-            line = json.dumps(result.to_record(), ensure_ascii=False) + "\n"
-            if self.out is None:
-                import sys
-
-                sys.stdout.write(line)
-            else:
-                self._handle.write(line)
+        if self._records is not None:
+            self._records.write(result.to_record())
         elif result.error is None:
             self._images.append(ImageBoxes(result.path, result.width, result.height, result.detections))
 
     def __exit__(self, *exc_info) -> None:
-        if self.format == "jsonl":
-            if self.out is not None:
-                self._context.__exit__(*exc_info)
+        if self._records is not None:
+            self._records.__exit__(*exc_info)
         elif exc_info[0] is None:
             BoxDataset(self._images, self.classes).write(self.out, self.format)
 

@@ -237,10 +237,9 @@ def _to_embeddings(results: list[ImageResult]) -> ImageEmbeddings:
 def write_embeddings(result: ImageEmbeddings, path) -> None:
     """Write vectors as ``.npz`` (paths, vectors, errors), ``.parquet`` or ``.jsonl``, atomically."""
     import io
-    import json
     from pathlib import Path
 
-    from iconograph.engine.files import atomic_open, atomic_write_bytes
+    from iconograph.engine.files import RecordWriter, atomic_open, atomic_write_bytes
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -264,8 +263,8 @@ def write_embeddings(result: ImageEmbeddings, path) -> None:
         with atomic_open(path, "wb") as handle:
             pq.write_table(table, handle)
     elif suffix in (".jsonl", ".ndjson"):
-        with atomic_open(path) as handle:
+        with RecordWriter(path) as writer:
             for p, v, e in zip(result.paths, result.vectors, result.errors):
-                handle.write(json.dumps({"path": p, "vector": None if e else v.tolist(), "error": e}) + "\n")
+                writer.write({"path": p, "vector": None if e else v.tolist(), "error": e})
     else:
         raise ValueError(f"{path}: embeddings can be written as .npz, .parquet or .jsonl")

@@ -7,6 +7,7 @@ import csv
 import glob
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -102,21 +103,51 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         handle.write(data)
 
 
-def write_records(records: Iterable[dict], path: str | Path, columns: Sequence[str]) -> tuple[int, int]:
-    """Per-item records (each with an ``error`` key) as JSONL, or CSV with ``columns`` when the
-    suffix is ``.csv``, atomically; returns (count, failed)."""
-    path = Path(path)
-    count = failed = 0
-    is_csv = path.suffix.lower() == ".csv"
-    with atomic_open(path, newline="" if is_csv else None) as handle:
-        writer = csv.writer(handle) if is_csv else None
-        if writer:
-            writer.writerow(columns)
+class RecordWriter:
+    """Per-image records (dicts with an ``error`` key), in the order written, as one context::
+
+        with RecordWriter(out, columns=("path", "caption", "error")) as writer:
+            for record in records:
+                writer.write(record)
+        writer.count, writer.failed
+
+    JSONL to ``path``, or to stdout when ``path`` is None; CSV or TSV (by suffix) with a header
+    of ``columns`` and one ``csv_row(record)`` per record (default: the columns' values, None as
+    empty). A file appears only when the block ends cleanly (:func:`atomic_open`).
+    """
+
+    def __init__(self, path: str | Path | None, columns: Sequence[str] = (), csv_row=None):
+        self.path = Path(path) if path is not None else None
+        self.delimiter = {".csv": ",", ".tsv": "\t"}.get(self.path.suffix.lower()) if self.path else None
+        self.columns = tuple(columns)
+        self.csv_row = csv_row or (lambda record: ["" if record.get(k) is None else record[k] for k in self.columns])
+        self.count = 0
+        self.failed = 0
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> RecordWriter:
+        if self.path is None:
+            self._handle = sys.stdout  # looked up now: a caller may have redirected it
+        else:
+            newline = "" if self.delimiter else None
+            self._handle = self._stack.enter_context(atomic_open(self.path, newline=newline))
+        if self.delimiter:
+            self._csv = csv.writer(self._handle, delimiter=self.delimiter)
+            self._csv.writerow(self.columns)
+        return self
+
+    def write(self, record: dict) -> None:
+        if self.delimiter:
+            self._csv.writerow(self.csv_row(record))
+        else:
+            self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.count += 1
+        self.failed += record.get("error") is not None
+
+    def write_all(self, records: Iterable[dict]) -> RecordWriter:
         for record in records:
-            count += 1
-            failed += record.get("error") is not None
-            if writer:
-                writer.writerow(["" if record.get(k) is None else record[k] for k in columns])
-            else:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return count, failed
+            self.write(record)
+        return self
+
+    def __exit__(self, *exc_info) -> bool | None:
+        return self._stack.__exit__(*exc_info)

@@ -1,6 +1,7 @@
 """Classification metrics of predictions against truth labels (computed by scikit-learn).
 
-Predictions and truth are matched by resolved file path. Images whose prediction is an error
+Predictions and truth are matched by resolved file path (:func:`match`, which the full report
+uses too). Images whose prediction is an error
 count as predicting nothing. Multi-label mAP uses the scores present in the predictions; labels
 a prediction does not list score 0 (with thresholded output that makes mAP a lower bound).
 """
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from iconograph.classification.decisions import binarize
 from iconograph.classification.results import Prediction, read_predictions
 from iconograph.reading.sources import Item, SourceError, labels_by_path, path_key, read_located, unique_items
 
@@ -39,6 +42,85 @@ def read_truth(source: str | os.PathLike | Iterable[str | os.PathLike]) -> list[
     return items
 
 
+@dataclass
+class Matched:
+    """Predictions joined with their truth (:func:`match`), as matrices over ``classes``."""
+
+    predictions: list[Prediction]  # those with a truth item, in prediction order
+    truth_labels: list[tuple[str, ...]]
+    classes: list[str]
+    multi_label: bool
+    truth: np.ndarray  # (n, k) 0/1
+    predicted: np.ndarray  # (n, k) 0/1: the labels listed (multi-label), or the first one (single-label)
+    scores: np.ndarray  # (n, k): a label the prediction does not list scores 0
+    counts: dict
+
+    @property
+    def sample_f1(self) -> np.ndarray:
+        both = (self.truth & self.predicted).sum(axis=1)
+        total = self.truth.sum(axis=1) + self.predicted.sum(axis=1)
+        return np.where(total > 0, 2 * both / np.maximum(total, 1), 1.0)
+
+
+def match(
+    predictions: str | os.PathLike | Sequence[Prediction],
+    truth: str | os.PathLike | Sequence[Item] | Mapping[str, Sequence[str]],
+    *,
+    multi_label: bool | None = None,
+) -> Matched:
+    """The one join of predictions with truth: by resolved path (:func:`path_key`), each truth
+    image once (:func:`unique_items`). ``multi_label=None``: multi-label if some matched truth
+    image has other than one label."""
+    if isinstance(predictions, (str, os.PathLike)):
+        predictions = read_predictions(predictions)
+    predictions = list(predictions)
+    truth_map = labels_by_path(_truth_items(truth))
+    if not any(truth_map.values()):
+        raise ValueError("the truth has no labels: nothing to evaluate")
+    keys = [path_key(p.path) for p in predictions]
+    pairs = [(p, tuple(truth_map[key])) for p, key in zip(predictions, keys) if key in truth_map]
+    if not pairs:
+        raise ValueError("no prediction matches a truth item by path")
+    preds = [p for p, _ in pairs]
+    truth_labels = [labels for _, labels in pairs]
+    if multi_label is None:
+        multi_label = any(len(labels) != 1 for labels in truth_labels)
+    classes = sorted({lab for labels in truth_labels for lab in labels} | {ls.label for p in preds for ls in p.labels})
+    index = {c: i for i, c in enumerate(classes)}
+    scores = np.zeros((len(preds), len(classes)))
+    for row, prediction in enumerate(preds):
+        for ls in prediction.labels:
+            scores[row, index[ls.label]] = max(scores[row, index[ls.label]], ls.score)
+    decided = [p.label_names if multi_label else p.label_names[:1] for p in preds]
+    predicted_keys = set(keys)
+    counts = {
+        "truth": len(truth_map),
+        "predictions": len(predictions),
+        "evaluated": len(pairs),
+        "errors": sum(p.error is not None for p in preds),
+        "missing": sum(k not in predicted_keys for k in truth_map),
+        "unmatched": len(predictions) - len(pairs),
+    }
+    return Matched(
+        preds,
+        truth_labels,
+        classes,
+        multi_label,
+        binarize(truth_labels, classes),
+        binarize(decided, classes),
+        scores,
+        counts,
+    )
+
+
+def _truth_items(truth) -> list[Item]:
+    if isinstance(truth, (str, os.PathLike)):
+        return read_truth(truth)
+    if isinstance(truth, Mapping):
+        return unique_items((str(path), Item(str(path), tuple(labels))) for path, labels in truth.items())
+    return unique_items((item.path, item) for item in truth)
+
+
 def evaluate(
     predictions: str | os.PathLike | Sequence[Prediction],
     truth: str | os.PathLike | Sequence[Item] | Mapping[str, Sequence[str]],
@@ -46,52 +128,14 @@ def evaluate(
     multi_label: bool | None = None,
 ) -> dict:
     """Metrics for ``predictions`` (a file or a list) against ``truth`` (a source, items or a dict)."""
-    if isinstance(predictions, (str, os.PathLike)):
-        predictions = read_predictions(predictions)
-    if isinstance(truth, (str, os.PathLike)):
-        truth = read_truth(truth)
-    elif isinstance(truth, Mapping):
-        truth = unique_items((str(path), Item(str(path), tuple(labels))) for path, labels in truth.items())
-    else:
-        truth = unique_items((item.path, item) for item in truth)
-    truth_map = labels_by_path(truth)
-    if not any(truth_map.values()):
-        raise ValueError("the truth has no labels: nothing to evaluate")
-    matched = [(p, truth_map[path_key(p.path)]) for p in predictions if path_key(p.path) in truth_map]
-    if not matched:
-        raise ValueError("no prediction matches a truth item by path")
-    if multi_label is None:
-        multi_label = any(len(labels) != 1 for _, labels in matched)
-    metrics = multilabel_metrics(matched) if multi_label else single_label_metrics(matched)
-    predicted_keys = {path_key(p.path) for p in predictions}
-    metrics["counts"] = {
-        "truth": len(truth_map),
-        "predictions": len(predictions),
-        "evaluated": len(matched),
-        "errors": sum(p.error is not None for p, _ in matched),
-        "missing": sum(k not in predicted_keys for k in truth_map),
-        "unmatched": len(predictions) - len(matched),
-    }
+    return metrics_of(match(predictions, truth, multi_label=multi_label))
+
+
+def metrics_of(matched: Matched) -> dict:
+    """:func:`evaluate`'s metrics of an already matched set."""
+    metrics = multilabel_metrics(matched) if matched.multi_label else single_label_metrics(matched)
+    metrics["counts"] = dict(matched.counts)
     return metrics
-
-
-def _classes(matched) -> list[str]:
-    return sorted({lab for _, labels in matched for lab in labels} | {ls.label for p, _ in matched for ls in p.labels})
-
-
-def _score_matrix(matched, classes: list[str]) -> np.ndarray:
-    index = {c: i for i, c in enumerate(classes)}
-    scores = np.zeros((len(matched), len(classes)))
-    for row, (prediction, _) in enumerate(matched):
-        for ls in prediction.labels:
-            scores[row, index[ls.label]] = max(scores[row, index[ls.label]], ls.score)
-    return scores
-
-
-def _binarize(label_sets, classes: list[str]) -> np.ndarray:
-    from sklearn.preprocessing import MultiLabelBinarizer
-
-    return MultiLabelBinarizer(classes=classes).fit_transform(label_sets)
 
 
 def _per_class(y_true, y_pred, classes: list[str]) -> dict:
@@ -115,15 +159,13 @@ def _mean_average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
     )
 
 
-def single_label_metrics(matched) -> dict:
+def single_label_metrics(matched: Matched) -> dict:
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-    classes = _classes(matched)
-    y_true = [labels[0] for _, labels in matched]
-    y_pred = [p.labels[0].label if p.labels else NO_PREDICTION for p, _ in matched]
-    top5 = np.mean([labels[0] in p.label_names[:5] for p, labels in matched])
-    truth_bin = _binarize([labels for _, labels in matched], classes)
-    pred_bin = _binarize([[y] if y != NO_PREDICTION else [] for y in y_pred], classes)
+    classes = matched.classes
+    y_true = [labels[0] for labels in matched.truth_labels]
+    y_pred = [p.labels[0].label if p.labels else NO_PREDICTION for p in matched.predictions]
+    top5 = np.mean([labels[0] in p.label_names[:5] for p, labels in zip(matched.predictions, matched.truth_labels)])
     matrix_labels = classes + ([NO_PREDICTION] if NO_PREDICTION in y_pred else [])
     return {
         "task": "single-label",
@@ -131,8 +173,8 @@ def single_label_metrics(matched) -> dict:
         "top5_accuracy": float(top5),
         "f1_micro": float(f1_score(y_true, y_pred, labels=classes, average="micro", zero_division=0)),
         "f1_macro": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
-        "f1_samples": float(f1_score(truth_bin, pred_bin, average="samples", zero_division=0)),
-        "mAP": _mean_average_precision(truth_bin, _score_matrix(matched, classes)),
+        "f1_samples": float(f1_score(matched.truth, matched.predicted, average="samples", zero_division=0)),
+        "mAP": _mean_average_precision(matched.truth, matched.scores),
         "per_class": _per_class(y_true, y_pred, classes),
         "confusion": {
             "labels": matrix_labels,
@@ -141,19 +183,16 @@ def single_label_metrics(matched) -> dict:
     }
 
 
-def multilabel_metrics(matched) -> dict:
+def multilabel_metrics(matched: Matched) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
 
-    classes = _classes(matched)
-    truth_bin = _binarize([labels for _, labels in matched], classes)
-    pred_bin = _binarize([p.label_names for p, _ in matched], classes)
-    per_class = _per_class(truth_bin, pred_bin, classes)
+    truth, predicted = matched.truth, matched.predicted
     return {
         "task": "multi-label",
-        "accuracy": float(accuracy_score(truth_bin, pred_bin)),  # exact set match
-        "f1_micro": float(f1_score(truth_bin, pred_bin, average="micro", zero_division=0)),
-        "f1_macro": float(f1_score(truth_bin, pred_bin, average="macro", zero_division=0)),
-        "f1_samples": float(f1_score(truth_bin, pred_bin, average="samples", zero_division=0)),
-        "mAP": _mean_average_precision(truth_bin, _score_matrix(matched, classes)),
-        "per_class": per_class,
+        "accuracy": float(accuracy_score(truth, predicted)),  # exact set match
+        "f1_micro": float(f1_score(truth, predicted, average="micro", zero_division=0)),
+        "f1_macro": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+        "f1_samples": float(f1_score(truth, predicted, average="samples", zero_division=0)),
+        "mAP": _mean_average_precision(truth, matched.scores),
+        "per_class": _per_class(truth, predicted, matched.classes),
     }

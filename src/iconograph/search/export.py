@@ -10,36 +10,27 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 from iconograph.classification.results import write_predictions
-from iconograph.engine.files import atomic_open
+from iconograph.engine.files import RecordWriter
 from iconograph.reading.sources import LABEL_SEPARATOR
 
 
 def export_reviews(collection, out: str | Path, *, include_predicted: bool = False) -> int:
     """Write the reviewed images' labels; returns the number of rows."""
     out = Path(out)
-    rows = []
-    for view in collection.items(reviewed=True):
-        labels = view.effective_labels() if include_predicted else view.confirmed_labels()
-        rows.append((view.path, labels))
-    suffix = out.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        with atomic_open(out) as handle:
-            for path, labels in rows:
-                handle.write(json.dumps({"path": path, "labels": labels}, ensure_ascii=False) + "\n")
-    elif suffix in (".csv", ".tsv"):
-        with atomic_open(out, newline="") as handle:
-            writer = csv.writer(handle, delimiter="\t" if suffix == ".tsv" else ",")
-            writer.writerow(["path", "labels"])
-            for path, labels in rows:
-                writer.writerow([path, LABEL_SEPARATOR.join(labels)])
-    else:
+    if out.suffix.lower() not in (".jsonl", ".ndjson", ".csv", ".tsv"):
         raise ValueError(f"{out}: reviewed labels can be written as .csv, .tsv or .jsonl")
-    return len(rows)
+    with RecordWriter(out, columns=("path", "labels"), csv_row=_labels_row) as writer:
+        for view in collection.items(reviewed=True):
+            labels = view.effective_labels() if include_predicted else view.confirmed_labels()
+            writer.write({"path": view.path, "labels": labels})
+    return writer.count
+
+
+def _labels_row(record: dict) -> list[str]:
+    return [record["path"], LABEL_SEPARATOR.join(record["labels"])]
 
 
 def export_predictions(collection, out: str | Path) -> int:

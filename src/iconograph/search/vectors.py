@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pyarrow as pa
 
+from iconograph.classification.decisions import l2_normalize
+
 DEFAULT_ANN_THRESHOLD = 20_000
 HNSW_M = 32  # graph degree: 20 (LanceDB's default) loses recall on high-dimensional embeddings
 HNSW_EF_CONSTRUCTION = 300
@@ -77,12 +79,6 @@ class IndexState:
             "action": self.action,
             "seconds": round(self.seconds, 3),
         }
-
-
-def normalize_rows(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def sql_string(value: str) -> str:
@@ -150,7 +146,7 @@ class VectorTable:
         """Insert new rows and replace rows with the same path, in one atomic commit."""
         if not len(paths):
             return
-        vectors = normalize_rows(vectors)
+        vectors = l2_normalize(np.asarray(vectors, np.float32))
         labels = labels if labels is not None else [[] for _ in paths]
         scores = scores if scores is not None else [[] for _ in paths]
         batch = pa.table(
@@ -264,7 +260,7 @@ class VectorTable:
         table = self.table
         if table is None:
             return [], "exact"
-        query = normalize_rows(np.asarray(query, np.float32).reshape(-1))
+        query = l2_normalize(np.asarray(query, np.float32).reshape(-1))
         state = self.state()
         if mode == "ann" and state.mode != "ann":
             raise ValueError(

@@ -16,53 +16,20 @@ import base64
 import io
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from iconograph.classification.decisions import l2_normalize
 from iconograph.classification.results import Prediction, read_predictions
 from iconograph.engine.files import atomic_write_bytes, atomic_write_text
+from iconograph.evaluation.metrics import Matched, match, metrics_of
 from iconograph.evaluation.report import figures
-from iconograph.reading.sources import Item, labels_by_path, path_key
+from iconograph.reading.sources import Item, path_key
 
 EXAMPLES = 12
 MAX_MAP_POINTS = 1500
 THUMB_SIZE = 96
-
-
-@dataclass
-class Matched:
-    """Predictions joined with their truth, as matrices over ``classes``."""
-
-    predictions: list[Prediction]
-    truth_labels: list[tuple[str, ...]]
-    classes: list[str]
-    truth: np.ndarray  # (n, k) 0/1
-    predicted: np.ndarray  # (n, k) 0/1
-    scores: np.ndarray  # (n, k)
-
-    @property
-    def sample_f1(self) -> np.ndarray:
-        both = (self.truth & self.predicted).sum(axis=1)
-        total = self.truth.sum(axis=1) + self.predicted.sum(axis=1)
-        return np.where(total > 0, 2 * both / np.maximum(total, 1), 1.0)
-
-
-def match(predictions: Sequence[Prediction], truth_map: Mapping[str, tuple[str, ...]], multi_label: bool) -> Matched:
-    from iconograph.learning.heads.base import binarize
-
-    pairs = [(p, truth_map[path_key(p.path)]) for p in predictions if path_key(p.path) in truth_map]
-    preds = [p for p, _ in pairs]
-    truth_labels = [tuple(t) for _, t in pairs]
-    classes = sorted({lab for t in truth_labels for lab in t} | {ls.label for p in preds for ls in p.labels})
-    index = {c: i for i, c in enumerate(classes)}
-    scores = np.zeros((len(pairs), len(classes)))
-    for row, p in enumerate(preds):
-        for ls in p.labels:
-            scores[row, index[ls.label]] = max(scores[row, index[ls.label]], ls.score)
-    decided = [p.label_names if multi_label else p.label_names[:1] for p in preds]
-    return Matched(preds, truth_labels, classes, binarize(truth_labels, classes), binarize(decided, classes), scores)
 
 
 def write_full_report(
@@ -84,25 +51,16 @@ def write_full_report(
     ``embeddings``: one row per prediction (else ``embedder`` embeds the images, else the
     score vectors are mapped).
     """
-    from iconograph.evaluation.metrics import evaluate, read_truth
-
     out = Path(out)
     if isinstance(predictions, (str, os.PathLike)):
         predictions = read_predictions(predictions)
     predictions = list(predictions)
-    if isinstance(truth, (str, os.PathLike)):
-        truth = read_truth(truth)
-    truth_map = (
-        {path_key(k): tuple(v) for k, v in truth.items()} if isinstance(truth, Mapping) else labels_by_path(truth)
-    )
-    metrics = metrics or evaluate(predictions, truth_map, multi_label=multi_label)
-    multi = metrics["task"] == "multi-label"
+    matched = match(predictions, truth, multi_label=multi_label)
+    metrics = metrics or metrics_of(matched)
+    multi = matched.multi_label
     if embeddings is not None:
-        keys = {path_key(p.path): i for i, p in enumerate(predictions)}
-        embeddings = np.asarray(embeddings)
-    matched = match(predictions, truth_map, multi)
-    if embeddings is not None:
-        embeddings = embeddings[[keys[path_key(p.path)] for p in matched.predictions]]
+        rows = {path_key(p.path): i for i, p in enumerate(predictions)}
+        embeddings = np.asarray(embeddings)[[rows[path_key(p.path)] for p in matched.predictions]]
     plots: dict[str, bytes] = {}
     context = {
         "title": title,
@@ -221,7 +179,7 @@ def _embedding_map(matched: Matched, embeddings, embedder, method: str, max_poin
         ok = result.ok
         chosen, vectors, source = chosen[ok], result.vectors[ok], "image embeddings"
     if vectors.shape[0] and embeddings is None and source == "image embeddings":
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        vectors = l2_normalize(vectors)
     points, method_name = figures.project_2d(vectors, method)
     first_label = [matched.truth_labels[i][0] if matched.truth_labels[i] else "(none)" for i in chosen]
     counts: dict[str, int] = {}

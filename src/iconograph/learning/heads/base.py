@@ -26,19 +26,22 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
-from iconograph.classification.decisions import DEFAULT_THRESHOLD, apply_thresholds, f1_optimal_thresholds
+from iconograph.classification.decisions import (
+    DEFAULT_THRESHOLD,
+    LABEL_SET_TYPES,
+    apply_thresholds,
+    binarize,
+    f1_optimal_thresholds,
+    l2_normalize,
+    label_sets,
+)
 from iconograph.classification.decisions import decide as decide_labels
 from iconograph.classification.results import LabelScore
 from iconograph.engine.files import atomic_write_text
 
 HEAD_FILE = "head.json"
-LABEL_SET_TYPES = (tuple, list, set, frozenset)
 
 LabelsLike = Sequence[str] | Sequence[Sequence[str]]
-
-
-def label_sets(y: LabelsLike) -> list[tuple]:
-    return [tuple(label) if isinstance(label, LABEL_SET_TYPES) else (label,) for label in y]
 
 
 def has_label_sets(y) -> bool:
@@ -63,25 +66,9 @@ def is_multi_label(y: LabelsLike) -> bool:
     return any(len(labels) != 1 for labels in label_sets(y))
 
 
-def binarize(y: LabelsLike, classes: Sequence) -> np.ndarray:
-    """(n, k) 0/1 matrix; labels outside ``classes`` are ignored."""
-    index = {c: i for i, c in enumerate(classes)}
-    matrix = np.zeros((len(y), len(classes)), dtype=np.int8)
-    for row, labels in enumerate(label_sets(y)):
-        for label in labels:
-            if label in index:
-                matrix[row, index[label]] = 1
-    return matrix
-
-
 def class_indices(y: LabelsLike, classes: Sequence) -> np.ndarray:
     index = {c: i for i, c in enumerate(classes)}
     return np.array([index[labels[0]] for labels in label_sets(y)], dtype=np.int64)
-
-
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def validation_score(truth: np.ndarray, scores: np.ndarray, multi_label: bool) -> float:

@@ -22,22 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from iconograph.classification.decisions import DEFAULT_THRESHOLD, sigmoid, softmax
 from iconograph.engine.files import atomic_target
 from iconograph.learning.heads.base import Head, validation_score
 
 WEIGHTS_FILE = "weights.safetensors"
 SMALL_PROBLEM_FLOPS = 2e8  # per evaluation; below this one thread is faster
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-2, 4, 7))  # 0.01 ... 10,000, then refined
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    x = x - x.max(axis=1, keepdims=True)
-    e = np.exp(x)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class LinearHead(Head):
@@ -51,11 +42,11 @@ class LinearHead(Head):
     def _proba(self, X: np.ndarray) -> np.ndarray:
         logits = self._logits(X)
         if self.multi_label_:
-            return _sigmoid(logits)
+            return sigmoid(logits)
         if self.coef_.shape[0] == 1:  # binary: one vector scores the second class
-            p = _sigmoid(logits[:, 0])
+            p = sigmoid(logits[:, 0])
             return np.stack([1 - p, p], axis=1)
-        return _softmax(logits)
+        return softmax(logits)
 
     def decision_function(self, X) -> np.ndarray:
         """Logits (n, classes); (n,) for a single-label binary head, as scikit-learn gives them."""
@@ -69,7 +60,7 @@ class LinearHead(Head):
         head = cls(multi_label=multi_label, normalize=normalize, **kw)
         head.coef_, head.intercept_ = np.asarray(coef, np.float32), np.asarray(intercept, np.float32)
         head.classes_, head.multi_label_ = np.asarray(classes), multi_label
-        head.thresholds_ = np.full(len(head.classes_), 0.5)
+        head.thresholds_ = np.full(len(head.classes_), DEFAULT_THRESHOLD)
         head.n_features_in_ = head.coef_.shape[1]
         return head
 
