@@ -25,6 +25,7 @@ import numpy as np
 from iconograph.backends import Scoring
 from iconograph.classification.decisions import check_threshold
 from iconograph.classification.results import LabelScore
+from iconograph.errors import UserError
 from iconograph.reading.sources import clean_label
 from iconograph.reading.textfiles import read_csv, read_json, read_lines
 
@@ -32,7 +33,7 @@ TEMPLATE_SETS = ("default", "openai", "photo", "none")
 DEFAULT_TOP_K = 5
 
 
-class LabelError(ValueError):
+class LabelError(UserError):
     """Unusable labels, templates or thresholds; the message is one line for the user."""
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,7 +10,6 @@ import typer
 
 from iconograph.backends import DEFAULT_MODEL
 from iconograph.cli.common import (
-    EXIT_FAILED_IMAGES,
     BatchOpt,
     DeviceOpt,
     ModelOpt,
@@ -24,27 +22,11 @@ from iconograph.cli.common import (
     StrictOpt,
     WorkersOpt,
     app,
-    fail,
-    make_embedder,
+    echo_error,
+    embedder_options,
+    report_run,
     user_errors,
 )
-
-
-def parse_threshold(value: str) -> float | dict[str, float]:
-    """``--threshold``: a number from 0 to 1, or a per-label thresholds file."""
-    from iconograph.classification.decisions import check_threshold
-    from iconograph.classification.zeroshot import read_thresholds
-
-    try:
-        number = float(value)
-    except ValueError:
-        if not Path(value).is_file():
-            raise ValueError(f"--threshold {value!r} is neither a number nor a thresholds file") from None
-        return read_thresholds(value)
-    try:
-        return check_threshold(number)
-    except ValueError:
-        raise ValueError(f"--threshold {value!r} is not a number from 0 to 1") from None
 
 
 @app.command()
@@ -84,54 +66,22 @@ def classify(
     runtime: RuntimeOpt = "auto",
 ):
     """Zero-shot labels for every image: one JSON record per image, in input order."""
-    from iconograph.classification.classify import iter_predictions
-    from iconograph.classification.zeroshot import ZeroShotClassifier, parse_label_list, read_labels_file
-    from iconograph.reading.sources import read_collection
+    from iconograph.classification.classify import run_classify
 
-    if (labels is None) == (labels_file is None):
-        fail("give exactly one of --labels or --labels-file")
-    names = parse_label_list(labels) if labels is not None else read_labels_file(labels_file)
-    thresholds = parse_threshold(threshold)
-    items = read_collection(sources)
-    embedder = make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime)
-    classifier = ZeroShotClassifier(
-        names,
+    stats = run_classify(
+        sources,
+        labels,
+        labels_file=labels_file,
+        model=model,
         templates=templates,
         multi_label=multi_label,
-        threshold=thresholds,
+        threshold=threshold,
         top_k=top_k,
         neutral=neutral,
-    ).prepare(embedder)
-    predictions = iter_predictions(items, classifier, embedder)
-    failed = write_or_print(predictions, out)
-    summarize(len(items), failed, embedder, out)
-    if strict and failed:
-        raise typer.Exit(EXIT_FAILED_IMAGES)
-
-
-def write_or_print(predictions, out: Path | None) -> int:
-    from iconograph.classification.results import PredictionWriter
-
-    if out is not None:
-        with PredictionWriter(out) as writer:
-            for prediction in predictions:
-                writer.write(prediction)
-        return writer.failed
-    failed = 0
-    for prediction in predictions:
-        sys.stdout.write(json.dumps(prediction.to_record(), ensure_ascii=False) + "\n")
-        failed += prediction.error is not None
-    return failed
-
-
-def summarize(total: int, failed: int, embedder, out: Path | None) -> None:
-    stats = embedder.stats
-    where = f" -> {out}" if out else ""
-    typer.echo(
-        f"{total} images: {total - failed} ok, {failed} failed; "
-        f"{stats.computed} embeddings computed, {stats.cached} from cache{where}",
-        err=True,
+        out=out,
+        **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime),
     )
+    report_run(stats, strict)
 
 
 @app.command()
@@ -153,21 +103,16 @@ def embed(
     runtime: RuntimeOpt = "auto",
 ):
     """Compute (or fetch from the cache) image embeddings."""
-    from iconograph.engine.embed import write_embeddings
-    from iconograph.reading.sources import read_collection
+    from iconograph.engine.embed import run_embed
 
-    items = read_collection(sources)
-    embedder = make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime)
-    result = embedder.embed_images([item.path for item in items])
-    if out is not None:
-        write_embeddings(result, out)
-    failed = sum(e is not None for e in result.errors)
-    for path, error in zip(result.paths, result.errors):
-        if error is not None:
-            typer.echo(f"{path}: {error}", err=True)
-    summarize(len(items), failed, embedder, out)
-    if strict and failed:
-        raise typer.Exit(EXIT_FAILED_IMAGES)
+    stats = run_embed(
+        sources,
+        model,
+        out=out,
+        log=echo_error,
+        **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime),
+    )
+    report_run(stats, strict)
 
 
 @app.command()

@@ -9,7 +9,6 @@ import typer
 
 from iconograph.backends import DEFAULT_MODEL
 from iconograph.cli.common import (
-    EXIT_FAILED_IMAGES,
     BatchOpt,
     DeviceOpt,
     NoCacheOpt,
@@ -20,9 +19,11 @@ from iconograph.cli.common import (
     StrictOpt,
     WorkersOpt,
     app,
+    embedder_options,
     fail,
     make_embedder,
     positive,
+    report_run,
     unit_interval,
     user_errors,
 )
@@ -216,20 +217,10 @@ def predict(
     runtime: RuntimeOpt = "auto",
 ):
     """Labels from a trained model for every image: the same JSONL records as `classify`."""
-    from iconograph.classification.classify import iter_predictions
-    from iconograph.cli.core import summarize, write_or_print
-    from iconograph.learning.model_folder import HeadClassifier, TrainedModel
-    from iconograph.reading.sources import read_collection
+    from iconograph.learning.model_folder import run_predict
 
-    trained = TrainedModel.load(model)
-    items = read_collection(sources)
-    embedder = make_embedder(
-        trained.load_backbone(device), store, no_cache, batch_size, workers, device, progress, runtime
-    )
-    failed = write_or_print(iter_predictions(items, HeadClassifier(trained.head, top_k), embedder), out)
-    summarize(len(items), failed, embedder, out)
-    if strict and failed:
-        raise typer.Exit(EXIT_FAILED_IMAGES)
+    options = embedder_options(store, no_cache, batch_size, workers, device, progress, runtime)
+    report_run(run_predict(model, sources, out=out, top_k=top_k, **options), strict)
 
 
 @app.command()

@@ -10,6 +10,7 @@ same images generates nothing and an interrupted run resumes.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,6 +21,7 @@ from iconograph.backends.hf import PREPROCESSOR_FILES, resolve_hf_directory
 from iconograph.engine.files import write_records
 from iconograph.engine.fingerprint import digest, directory_digest
 from iconograph.engine.jobs import ImageJobRunner
+from iconograph.engine.runs import RunStats
 from iconograph.reading.sources import Item, read_collection
 
 DEFAULT_CAPTIONER = "Salesforce/blip-image-captioning-base"
@@ -177,6 +179,33 @@ def caption(
     captioner = Captioner(model, prompt=prompt, max_new_tokens=max_new_tokens, num_beams=num_beams, device=device)
     runner = ImageJobRunner(captioner, description="captioning", **runner_options)
     return list(iter_captions(read_collection(sources), captioner, runner))
+
+
+def run_captions(
+    sources: str | Iterable[str],
+    *,
+    model: str = DEFAULT_CAPTIONER,
+    prompt: str | None = None,
+    max_new_tokens: int = 30,
+    num_beams: int = 1,
+    device: str | None = None,
+    out: str | Path | None = None,
+    **runner_options,
+) -> RunStats:
+    """:func:`caption` written as it runs to ``out`` (JSONL or CSV by suffix; ``None``: JSONL on
+    stdout); returns the run's counts (``iconograph caption``)."""
+    items = read_collection(sources)
+    captioner = Captioner(model, prompt=prompt, max_new_tokens=max_new_tokens, num_beams=num_beams, device=device)
+    runner = ImageJobRunner(captioner, description="captioning", **runner_options)
+    captions = iter_captions(items, captioner, runner)
+    if out is not None:
+        _, failed = write_captions(captions, out)
+    else:
+        failed = 0
+        for item in captions:
+            failed += item.error is not None
+            sys.stdout.write(json.dumps(item.to_record(), ensure_ascii=False) + "\n")
+    return RunStats(len(items), failed, runner.stats.computed, runner.stats.cached, out, "captioned")
 
 
 def write_captions(captions: Iterable[Caption], path: str | Path) -> tuple[int, int]:

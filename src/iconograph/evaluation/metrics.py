@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from iconograph.classification.results import Prediction, read_predictions
+from iconograph.errors import DataError
 from iconograph.reading.sources import Item, SourceError, labels_by_path, path_key, read_located, unique_items
 
 NO_PREDICTION = "(none)"
@@ -56,10 +57,10 @@ def evaluate(
         truth = unique_items((item.path, item) for item in truth)
     truth_map = labels_by_path(truth)
     if not any(truth_map.values()):
-        raise ValueError("the truth has no labels: nothing to evaluate")
+        raise DataError("the truth has no labels: nothing to evaluate")
     matched = [(p, truth_map[path_key(p.path)]) for p in predictions if path_key(p.path) in truth_map]
     if not matched:
-        raise ValueError("no prediction matches a truth item by path")
+        raise DataError("no prediction matches a truth item by path")
     if multi_label is None:
         multi_label = any(len(labels) != 1 for _, labels in matched)
     metrics = multilabel_metrics(matched) if multi_label else single_label_metrics(matched)

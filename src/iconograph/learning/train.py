@@ -21,6 +21,7 @@ import numpy as np
 
 from iconograph.backends import DEFAULT_MODEL, Backend, load_model
 from iconograph.engine.embed import Embedder
+from iconograph.errors import DataError, OptionError
 from iconograph.learning.heads import Head, make_head
 from iconograph.learning.model_folder import HeadClassifier, TrainedModel, describe_backbone
 from iconograph.learning.splits import MinCountRow, Split, drop_rare, is_multi_label_items, min_count_table, split_items
@@ -56,7 +57,7 @@ def labelled_items(sources: str | os.PathLike | Iterable, truth: str | os.PathLi
         ]
     items = [item for item in items if item.labels]
     if not items:
-        raise ValueError("no image in SOURCE has a label in TRUTH (images and truth are matched by path)")
+        raise DataError("no image in SOURCE has a label in TRUTH (images and truth are matched by path)")
     return items
 
 
@@ -76,7 +77,7 @@ def prepare_split(
     kept = drop_rare(items, min_count) if min_count else list(items)
     split = split_items(kept, val=val, test=test, seed=seed, multi_label=multi_label)
     if len({label for item in split.train for label in item.labels}) < 2:
-        raise ValueError("fewer than two classes left to train on (lower --min-count?)")
+        raise DataError("fewer than two classes left to train on (lower --min-count?)")
     return split, table
 
 
@@ -114,7 +115,7 @@ def train(
     kind = head if isinstance(head, str) else head.kind
     if kind == FINETUNE:
         if out is None:
-            raise ValueError("fine-tuning needs --out: the tuned backbone is saved in the model folder")
+            raise OptionError("fine-tuning needs --out: the tuned backbone is saved in the model folder")
         return _finetune(
             backend,
             split,

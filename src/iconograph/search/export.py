@@ -16,6 +16,7 @@ from pathlib import Path
 
 from iconograph.classification.results import write_predictions
 from iconograph.engine.files import atomic_open
+from iconograph.errors import OptionError
 from iconograph.reading.sources import LABEL_SEPARATOR
 
 
@@ -38,7 +39,7 @@ def export_reviews(collection, out: str | Path, *, include_predicted: bool = Fal
             for path, labels in rows:
                 writer.writerow([path, LABEL_SEPARATOR.join(labels)])
     else:
-        raise ValueError(f"{out}: reviewed labels can be written as .csv, .tsv or .jsonl")
+        raise OptionError(f"{out}: reviewed labels can be written as .csv, .tsv or .jsonl")
     return len(rows)
 
 
