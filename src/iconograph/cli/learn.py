@@ -19,8 +19,8 @@ from iconograph.cli.common import (
     StrictOpt,
     WorkersOpt,
     app,
+    echo_error,
     embedder_options,
-    fail,
     make_embedder,
     positive,
     report_run,
@@ -28,7 +28,6 @@ from iconograph.cli.common import (
     user_errors,
 )
 
-HEAD_CHOICES = ("logistic", "svm", "knn", "mlp", "voting", "finetune")
 TruthOpt = Annotated[
     Optional[Path],
     typer.Option(
@@ -42,10 +41,6 @@ MultiLabelOpt = Annotated[
 ValOpt = Annotated[float, typer.Option("--val", min=0.0, max=0.9, help="Validation fraction.")]
 TestOpt = Annotated[float, typer.Option("--test", min=0.0, max=0.9, help="Test fraction.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the split (and of fine-tuning).")]
-
-
-def _echo(message: str) -> None:
-    typer.echo(message, err=True)
 
 
 @app.command()
@@ -113,12 +108,9 @@ def train(
     runtime: RuntimeOpt = "auto",
 ):
     """Train a head on cached embeddings (or fine-tune the backbone) and save a model folder."""
-    from iconograph.engine.store import Store
     from iconograph.learning.finetune import FineTuneConfig
     from iconograph.learning.train import train as train_model
 
-    if head not in HEAD_CHOICES:
-        fail(f"--head must be one of {', '.join(HEAD_CHOICES)}")
     params = {}
     if c is not None and head in ("logistic", "svm"):
         params["C"] = c
@@ -155,30 +147,12 @@ def train(
         finetune=finetune,
         resume=resume,
         keep_checkpoints=keep_checkpoints,
-        log=_echo,
-        store=Store(store) if store else None,
-        use_cache=not no_cache,
-        batch_size=batch_size,
-        workers=workers,
-        device=device,
-        progress=progress,
-        runtime=runtime,
+        report=report,
+        log=echo_error,
+        **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime),
     )
-    if min_count:
-        from iconograph.learning.splits import MinCountRow, format_min_count_table
-
-        rows = [MinCountRow(**row) for row in model.info["min_count"]["table"]]
-        _echo(format_min_count_table(rows))
     _print_metrics(model.info["metrics"])
-    if report and model.info["metrics"].get("test"):
-        from iconograph.evaluation.report import write_full_report
-        from iconograph.learning.train import TEST_PREDICTIONS, test_split_truth
-
-        write_full_report(
-            out / TEST_PREDICTIONS, test_split_truth(out), report, title=f"{model.head.kind} head, test split"
-        )
-        _echo(f"report -> {report}")
-    _echo(f"model -> {out}")
+    echo_error(f"model -> {out}")
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -287,4 +261,4 @@ def report(
     path = write_full_report(
         predictions, truth, out, embedder=embedder, map_method=map_method, title=title, multi_label=multi_label
     )
-    _echo(f"report -> {path}")
+    echo_error(f"report -> {path}")

@@ -24,10 +24,19 @@ from iconograph.engine.embed import Embedder
 from iconograph.errors import DataError, OptionError
 from iconograph.learning.heads import Head, make_head
 from iconograph.learning.model_folder import HeadClassifier, TrainedModel, describe_backbone
-from iconograph.learning.splits import MinCountRow, Split, drop_rare, is_multi_label_items, min_count_table, split_items
+from iconograph.learning.splits import (
+    MinCountRow,
+    Split,
+    drop_rare,
+    format_min_count_table,
+    is_multi_label_items,
+    min_count_table,
+    split_items,
+)
 from iconograph.reading.sources import Item, SourceError, path_key, read_collection
 
 FINETUNE = "finetune"
+HEAD_CHOICES = ("logistic", "svm", "knn", "mlp", "voting", FINETUNE)  # "linear" only holds fine-tuned weights
 TEST_PREDICTIONS = "test_predictions.jsonl"
 SPLITS_FILE = "splits.csv"
 
@@ -98,6 +107,7 @@ def train(
     finetune=None,
     resume: bool = False,
     keep_checkpoints: bool = False,
+    report: str | os.PathLike | None = None,
     log: Callable[[str], None] | None = None,
     **embedder_options,
 ) -> TrainedModel:
@@ -105,8 +115,65 @@ def train(
 
     >>> model = ig.train("coins/", "truth.csv", head="logistic", backbone="./my-clip", multi_label=True, out="m/")
     >>> model.info["metrics"]["test"]["f1_samples"]
+
+    ``report``: write the HTML report of the test split there (needs ``out``). ``log`` gets the
+    progress lines, and with ``min_count`` the table of classes kept.
     """
+    if isinstance(head, str) and head not in HEAD_CHOICES:
+        raise OptionError(f"--head must be one of {', '.join(HEAD_CHOICES)}")
+    if report is not None and out is None:
+        raise OptionError("--report needs --out: the report is made from the model folder's test predictions")
     log = log or (lambda message: None)
+    model = _fit(
+        sources,
+        truth,
+        head=head,
+        backbone=backbone,
+        out=out,
+        multi_label=multi_label,
+        min_count=min_count,
+        val=val,
+        test=test,
+        seed=seed,
+        max_labels=max_labels,
+        head_params=head_params,
+        finetune=finetune,
+        resume=resume,
+        keep_checkpoints=keep_checkpoints,
+        log=log,
+        **embedder_options,
+    )
+    if min_count:
+        log(format_min_count_table([MinCountRow(**row) for row in model.info["min_count"]["table"]]))
+    if report is not None and model.info["metrics"].get("test"):
+        from iconograph.evaluation.report import write_full_report
+
+        title = f"{model.head.kind} head, test split"
+        write_full_report(Path(out) / TEST_PREDICTIONS, test_split_truth(out), report, title=title)
+        log(f"report -> {report}")
+    return model
+
+
+def _fit(
+    sources,
+    truth,
+    *,
+    head,
+    backbone,
+    out,
+    multi_label,
+    min_count,
+    val,
+    test,
+    seed,
+    max_labels,
+    head_params,
+    finetune,
+    resume,
+    keep_checkpoints,
+    log: Callable[[str], None],
+    **embedder_options,
+) -> TrainedModel:
     items = labelled_items(sources, truth)
     multi_label = is_multi_label_items(items) if multi_label is None else multi_label
     split, table = prepare_split(items, min_count=min_count, val=val, test=test, seed=seed, multi_label=multi_label)
