@@ -125,9 +125,3 @@ def embedder_options(store, no_cache, batch_size, workers, device, progress, run
         "progress": progress,
         "runtime": runtime,
     }
-
-
-def make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime="auto"):
-    from iconograph.engine.embed import Embedder
-
-    return Embedder(model, **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime))

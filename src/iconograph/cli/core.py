@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -134,23 +133,15 @@ def evaluate(
     ] = None,
 ):
     """Accuracy, top-5, F1 (micro/macro/samples), mAP, per-class scores and confusion (boxes: COCO mAP)."""
-    from iconograph.boxes import is_detection_file
+    from iconograph.evaluation.run import evaluate_files
 
-    if is_detection_file(predictions):
-        from iconograph.cli.detect import evaluate_boxes
+    metrics = evaluate_files(predictions, truth, report=report, json_out=json_out, multi_label=multi_label)
+    if metrics["task"] == "detection":
+        from iconograph.cli.detect import print_box_metrics
 
-        return evaluate_boxes(predictions, truth, report, json_out)
-    from iconograph.engine.files import atomic_write_text
-    from iconograph.evaluation.metrics import evaluate as evaluate_predictions
-
-    metrics = evaluate_predictions(predictions, truth, multi_label=multi_label)
-    if json_out:
-        atomic_write_text(json_out, json.dumps(metrics, indent=2))
-    if report:
-        from iconograph.evaluation.report import write_full_report
-
-        write_full_report(predictions, truth, report, metrics=metrics, multi_label=multi_label)
-    print_metrics(metrics)
+        print_box_metrics(metrics)
+    else:
+        print_metrics(metrics)
 
 
 def print_metrics(metrics: dict) -> None:

@@ -1,8 +1,7 @@
-"""Locate and describe: detect, caption, describe, convert-boxes (and box evaluation for evaluate)."""
+"""Locate and describe: detect, caption, describe, convert-boxes (and the box table of evaluate)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -230,21 +229,11 @@ def convert_boxes(
     )
 
 
-def evaluate_boxes(predictions: Path, truth: Path, report: Path | None, json_out: Path | None) -> None:
-    """``evaluate`` for box predictions (called by the core command when the records have boxes)."""
+def print_box_metrics(metrics: dict) -> None:
+    """The table ``evaluate`` prints for box predictions."""
     from rich.console import Console
     from rich.table import Table
 
-    from iconograph.boxes import evaluate_detections
-    from iconograph.engine.files import atomic_write_text
-
-    metrics = evaluate_detections(predictions, truth)
-    if json_out:
-        atomic_write_text(json_out, json.dumps(metrics, indent=2))
-    if report:
-        from iconograph.evaluation.report.detection import write_detection_report
-
-        write_detection_report(metrics, report)
     table = Table(
         title=f"detection evaluation ({metrics['counts']['evaluated']} of {metrics['counts']['truth']} images)"
     )

@@ -21,7 +21,6 @@ from iconograph.cli.common import (
     app,
     echo_error,
     embedder_options,
-    make_embedder,
     positive,
     report_run,
     unit_interval,
@@ -213,19 +212,11 @@ def split(
     seed: SeedOpt = 0,
 ):
     """Images per split and classes remaining for each --min-count threshold; optionally write the split."""
-    from iconograph.learning.splits import drop_rare, format_min_count_table, min_count_table, split_items
-    from iconograph.learning.train import labelled_items
+    from iconograph.learning.splits import format_min_count_table
+    from iconograph.learning.train import split_truth
 
-    items = labelled_items(truth)
-    thresholds = min_count or [1]
-    rows = min_count_table(items, thresholds, val=val, test=test, seed=seed, multi_label=multi_label)
+    rows = split_truth(truth, min_count or [1], out=out, multi_label=multi_label, val=val, test=test, seed=seed)
     typer.echo(format_min_count_table(rows))
-    if out is not None:
-        from iconograph.learning.train import write_splits
-
-        write_splits(
-            split_items(drop_rare(items, thresholds[0]), val=val, test=test, seed=seed, multi_label=multi_label), out
-        )
 
 
 @app.command()
@@ -250,15 +241,20 @@ def report(
     progress: ProgressOpt = None,
 ):
     """The evaluation report: one self-contained HTML file plus its PNGs."""
-    from iconograph.evaluation.report import write_full_report
+    from iconograph.evaluation.run import report_files
 
-    embedder = None
-    if model:
-        from iconograph.learning.model_folder import TrainedModel, is_model_dir
-
-        spec = TrainedModel.load(model).load_backbone(device) if is_model_dir(model) else model
-        embedder = make_embedder(spec, store, False, batch_size, workers, device, progress)
-    path = write_full_report(
-        predictions, truth, out, embedder=embedder, map_method=map_method, title=title, multi_label=multi_label
+    path = report_files(
+        predictions,
+        truth,
+        out,
+        model=model,
+        map_method=map_method,
+        title=title,
+        multi_label=multi_label,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        store=store,
+        progress=progress,
     )
     echo_error(f"report -> {path}")

@@ -261,6 +261,26 @@ def write_splits(split: Split, path: Path) -> None:
             writer.writerow([str(Path(item.path).resolve()), LABEL_SEPARATOR.join(item.labels), name])
 
 
+def split_truth(
+    truth,
+    min_count: Sequence[int] = (1,),
+    *,
+    out: str | os.PathLike | None = None,
+    multi_label: bool | None = None,
+    val: float = 0.1,
+    test: float = 0.1,
+    seed: int = 0,
+) -> list[MinCountRow]:
+    """Images per split and classes left for each ``min_count`` threshold (``iconograph split``);
+    with ``out``, the split for the first threshold is written as ``path,labels,split`` CSV."""
+    items = labelled_items(truth)
+    rows = min_count_table(items, min_count, val=val, test=test, seed=seed, multi_label=multi_label)
+    if out is not None:
+        kept = drop_rare(items, min_count[0])
+        write_splits(split_items(kept, val=val, test=test, seed=seed, multi_label=multi_label), out)
+    return rows
+
+
 def test_split_truth(model_dir: str | os.PathLike) -> list[Item]:
     """The test images of a model folder, with their truth labels."""
     return [item for item in read_collection(Path(model_dir) / SPLITS_FILE) if item.meta.get("split") == "test"]
