@@ -129,3 +129,13 @@ def test_user_error_classes_share_one_base():
 def test_one_line_collapses_whitespace_and_clips():
     assert one_line("a\n  b\tc") == "a b c"
     assert len(one_line("x" * 5000)) == 500 and one_line("x" * 5000).endswith("…")
+
+
+def test_a_malformed_box_predictions_file_is_a_user_error(tmp_path):
+    predictions = tmp_path / "boxes.jsonl"
+    predictions.write_text('{"path": "a.jpg", "boxes": [{"label": "x", "score": 0.5, "xyxy": [1, 2]}]}\n')
+    truth = tmp_path / "truth.json"
+    truth.write_text('{"images": [], "annotations": [], "categories": []}')
+    result = invoke("evaluate", predictions, "--truth", truth)
+    assert result.exit_code == 2, result.output
+    assert "line 1 is not a detection record" in result.stderr

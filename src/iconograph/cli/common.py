@@ -81,11 +81,6 @@ def positive(value: float | None) -> float | None:
     return value
 
 
-def fail(message: str, code: int = EXIT_USAGE):
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 USER_PATH_ERRORS = (FileNotFoundError, IsADirectoryError, PermissionError)
 
 
@@ -98,7 +93,8 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except (UserError, *USER_PATH_ERRORS) as exc:
-            fail(one_line(exc))
+            typer.echo(f"error: {one_line(exc)}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
 
     return wrapper
 
@@ -110,7 +106,7 @@ def report_run(stats: RunStats, strict: bool) -> None:
         raise typer.Exit(EXIT_FAILED_IMAGES)
 
 
-def echo_error(message: str) -> None:
+def echo_stderr(message: str) -> None:
     typer.echo(message, err=True)
 
 
@@ -124,4 +120,15 @@ def embedder_options(store, no_cache, batch_size, workers, device, progress, run
         "device": device,
         "progress": progress,
         "runtime": runtime,
+    }
+
+
+def runner_options(store, no_cache, batch_size, workers, progress) -> dict:
+    """The common options as :class:`~iconograph.engine.jobs.ImageJobRunner` keywords (detect, caption)."""
+    return {
+        "store": store,
+        "use_cache": not no_cache,
+        "batch_size": batch_size,
+        "workers": workers,
+        "progress": progress,
     }

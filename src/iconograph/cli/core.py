@@ -21,7 +21,7 @@ from iconograph.cli.common import (
     StrictOpt,
     WorkersOpt,
     app,
-    echo_error,
+    echo_stderr,
     embedder_options,
     report_run,
     user_errors,
@@ -108,7 +108,7 @@ def embed(
         sources,
         model,
         out=out,
-        log=echo_error,
+        log=echo_stderr,
         **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime),
     )
     report_run(stats, strict)

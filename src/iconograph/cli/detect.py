@@ -17,8 +17,9 @@ from iconograph.cli.common import (
     StrictOpt,
     WorkersOpt,
     app,
-    echo_error,
+    echo_stderr,
     report_run,
+    runner_options,
     unit_interval,
     user_errors,
 )
@@ -83,12 +84,8 @@ def detect(
         out=out,
         format=format,
         annotate=annotate,
-        log=echo_error,
-        store=store,
-        use_cache=not no_cache,
-        batch_size=batch_size,
-        workers=workers,
-        progress=progress,
+        log=echo_stderr,
+        **runner_options(store, no_cache, batch_size, workers, progress),
     )
     report_run(stats, strict)
 
@@ -128,11 +125,7 @@ def caption(
         num_beams=num_beams,
         device=device,
         out=out,
-        store=store,
-        use_cache=not no_cache,
-        batch_size=batch_size,
-        workers=workers,
-        progress=progress,
+        **runner_options(store, no_cache, batch_size, workers, progress),
     )
     report_run(stats, strict)
 
@@ -195,7 +188,7 @@ def describe(
         llm_url=llm_url,
         llm_model=llm_model,
         out=out,
-        log=echo_error,
+        log=echo_stderr,
         concurrency=concurrency,
         store=store,
         use_cache=not no_cache,

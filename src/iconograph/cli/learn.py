@@ -19,7 +19,7 @@ from iconograph.cli.common import (
     StrictOpt,
     WorkersOpt,
     app,
-    echo_error,
+    echo_stderr,
     embedder_options,
     positive,
     report_run,
@@ -147,11 +147,11 @@ def train(
         resume=resume,
         keep_checkpoints=keep_checkpoints,
         report=report,
-        log=echo_error,
+        log=echo_stderr,
         **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime),
     )
     _print_metrics(model.info["metrics"])
-    echo_error(f"model -> {out}")
+    echo_stderr(f"model -> {out}")
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -257,4 +257,4 @@ def report(
         store=store,
         progress=progress,
     )
-    echo_error(f"report -> {path}")
+    echo_stderr(f"report -> {path}")

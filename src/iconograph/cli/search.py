@@ -17,7 +17,7 @@ from iconograph.cli.common import (
     StoreOpt,
     WorkersOpt,
     app,
-    echo_error,
+    echo_stderr,
     unit_interval,
     user_errors,
 )
@@ -93,12 +93,12 @@ def index(
         progress=progress,
     )
     for path, error in report.failed:
-        echo_error(f"{path}: {error}")
+        echo_stderr(f"{path}: {error}")
     for path in report.outside:
-        echo_error(f"{path}: outside the collection roots (add --root)")
+        echo_stderr(f"{path}: outside the collection roots (add --root)")
     if json_out:
         atomic_write_text(json_out, json.dumps(report.to_dict(), indent=1))
-    echo_error(f"collection {collection!r}: {report.summary()}")
+    echo_stderr(f"collection {collection!r}: {report.summary()}")
 
 
 @app.command()
@@ -143,7 +143,7 @@ def search(
             handle.writelines(lines)
     else:
         sys.stdout.writelines(lines)
-    echo_error(found.summary() + (f" -> {out}" if out else ""))
+    echo_stderr(found.summary() + (f" -> {out}" if out else ""))
 
 
 @app.command()
@@ -169,7 +169,7 @@ def export(
         out, collection, reviews=reviews, predictions=predictions, include_predicted=include_predicted, store=store
     )
     what = "reviewed images" if reviews else "predictions (review-corrected)"
-    echo_error(f"{count} {what} -> {out}")
+    echo_stderr(f"{count} {what} -> {out}")
 
 
 @app.command()
