@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from iconograph.errors import OptionError, UserError
+
 if TYPE_CHECKING:  # torch is imported only when a model really runs
     import torch
     from PIL import Image
@@ -16,7 +18,7 @@ if TYPE_CHECKING:  # torch is imported only when a model really runs
 DECODE_VERSION = "1"  # part of every preprocessing fingerprint: bump when decode.py changes pixels
 
 
-class ModelNotFoundError(Exception):
+class ModelNotFoundError(UserError):
     """A model that cannot be found or loaded; ``str(error)`` is one line for the user."""
 
 
@@ -38,7 +40,7 @@ def resolve_device(device: str | None) -> str:
     if not device or device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} was asked for, but this machine has no CUDA device; use --device cpu")
+        raise OptionError(f"--device {device} was asked for, but this machine has no CUDA device; use --device cpu")
     return device
 
 

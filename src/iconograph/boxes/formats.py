@@ -24,6 +24,7 @@ from xml.etree import ElementTree as ET
 
 from iconograph.boxes.detections import Detections
 from iconograph.engine.files import atomic_write_text
+from iconograph.errors import OptionError
 from iconograph.reading.decode import is_image_path
 from iconograph.reading.sources import SourceError, walk_images
 from iconograph.reading.textfiles import read_json, read_lines, read_text
@@ -87,7 +88,7 @@ class BoxDataset:
     def write(self, destination: str | Path, format: str, **options) -> Path:
         writers = {"coco": self.write_coco, "voc": self.write_voc, "yolo": self.write_yolo}
         if format not in writers:
-            raise ValueError(f"unknown box format {format!r}; use one of {', '.join(FORMATS)}")
+            raise OptionError(f"unknown box format {format!r}; use one of {', '.join(FORMATS)}")
         return writers[format](destination, **options)
 
     def write_coco(self, path: str | Path) -> Path:
@@ -109,7 +110,7 @@ class BoxDataset:
         ``data.yaml``; ``images="link"`` (symbolic links, copies where links fail), ``"copy"`` or
         ``"none"`` (then pass the image folder to :func:`read_yolo`)."""
         if images not in ("link", "copy", "none"):
-            raise ValueError("images must be 'link', 'copy' or 'none'")
+            raise OptionError("images must be 'link', 'copy' or 'none'")
         root = Path(root)
         (root / "labels").mkdir(parents=True, exist_ok=True)
         for img, stem in zip(self.images, unique_stems(self.images)):
@@ -137,7 +138,7 @@ def read_boxes(
         return read_voc(source, images=images, classes=classes)
     if format == "yolo":
         return read_yolo(source, images=images, classes=classes)
-    raise ValueError(f"unknown box format {format!r}; use one of {', '.join(FORMATS)}")
+    raise OptionError(f"unknown box format {format!r}; use one of {', '.join(FORMATS)}")
 
 
 def detect_format(source: Path) -> str:

@@ -57,7 +57,7 @@ def read_detection_records(path: str | Path) -> tuple[BoxDataset, int]:
         try:
             detections = Detections.from_records(record.get("boxes") or [])
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: line {number} is not a detection record ({exc})") from None
+            raise SourceError(f"{path}: line {number} is not a detection record ({exc})") from None
         errors += record.get("error") is not None
         size = (int(record.get("width") or 0), int(record.get("height") or 0))
         images.append(ImageBoxes(str(record["path"]), *size, detections, {"error": record.get("error")}))

@@ -32,13 +32,14 @@ from iconograph.classification.decisions import (
     softmax,
 )
 from iconograph.classification.results import LabelScore
+from iconograph.errors import UserError
 from iconograph.reading.sources import clean_label
 from iconograph.reading.textfiles import read_csv, read_json, read_lines
 
 TEMPLATE_SETS = ("default", "openai", "photo", "none")
 
 
-class LabelError(ValueError):
+class LabelError(UserError):
     """Unusable labels, templates or thresholds; the message is one line for the user."""
 
 

@@ -1,7 +1,14 @@
-"""What every command shares: the Typer app, common options, and error handling.
+"""What every command shares: the Typer app, common options, the summary line and error handling.
 
-Exit status: 0 when a run completed (unreadable images are reported, not fatal); 3 with
-``--strict`` when any image failed; 2 for unusable arguments (bad source, model, labels).
+Exit status:
+
+- 0: the run completed (unreadable images are reported, not fatal);
+- 1: a bug: Python's traceback is printed (please report it);
+- 2: a usage error, printed as one line ``error: ...``: a :class:`~iconograph.errors.UserError`
+  (bad argument, option, source, model, labels), or a ``FileNotFoundError``,
+  ``IsADirectoryError`` or ``PermissionError``, which on the command line are about a path the
+  user gave (a missing file, a folder where a file was expected, an unwritable ``--out``);
+- 3: with ``--strict``, when any image or item failed.
 """
 
 from __future__ import annotations
@@ -11,6 +18,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from iconograph.engine.runs import RunStats
+from iconograph.errors import UserError, one_line
 
 app = typer.Typer(
     name="iconograph",
@@ -71,39 +81,54 @@ def positive(value: float | None) -> float | None:
     return value
 
 
-def fail(message: str, code: int = EXIT_USAGE):
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+USER_PATH_ERRORS = (FileNotFoundError, IsADirectoryError, PermissionError)
 
 
 def user_errors(command):
-    """Turn the errors a user can fix into one line and exit status 2, never a traceback."""
+    """Turn the errors a user can fix into one line and exit status 2; anything else is a bug and
+    keeps its traceback (exit status 1)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from iconograph.backends import ModelNotFoundError
-        from iconograph.classification.zeroshot import LabelError
-        from iconograph.reading.sources import SourceError
-
         try:
             return command(*args, **kwargs)
-        except (ModelNotFoundError, SourceError, LabelError, FileNotFoundError, ValueError) as exc:
-            fail(" ".join(str(exc).split()))
+        except (UserError, *USER_PATH_ERRORS) as exc:
+            typer.echo(f"error: {one_line(exc)}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
 
     return wrapper
 
 
-def make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime="auto"):
-    from iconograph.engine.embed import Embedder
-    from iconograph.engine.store import Store
+def report_run(stats: RunStats, strict: bool) -> None:
+    """The summary line of a batch command on stderr; with ``--strict``, exit 3 when any item failed."""
+    typer.echo(stats.summary(), err=True)
+    if strict and stats.failed:
+        raise typer.Exit(EXIT_FAILED_IMAGES)
 
-    return Embedder(
-        model,
-        store=Store(store) if store else None,
-        use_cache=not no_cache,
-        batch_size=batch_size,
-        workers=workers,
-        device=device,
-        progress=progress,
-        runtime=runtime,
-    )
+
+def echo_stderr(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def embedder_options(store, no_cache, batch_size, workers, device, progress, runtime="auto") -> dict:
+    """The common options as :class:`~iconograph.engine.embed.Embedder` keywords."""
+    return {
+        "store": store,
+        "use_cache": not no_cache,
+        "batch_size": batch_size,
+        "workers": workers,
+        "device": device,
+        "progress": progress,
+        "runtime": runtime,
+    }
+
+
+def runner_options(store, no_cache, batch_size, workers, progress) -> dict:
+    """The common options as :class:`~iconograph.engine.jobs.ImageJobRunner` keywords (detect, caption)."""
+    return {
+        "store": store,
+        "use_cache": not no_cache,
+        "batch_size": batch_size,
+        "workers": workers,
+        "progress": progress,
+    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,7 +9,6 @@ import typer
 
 from iconograph.backends import DEFAULT_MODEL
 from iconograph.cli.common import (
-    EXIT_FAILED_IMAGES,
     BatchOpt,
     DeviceOpt,
     ModelOpt,
@@ -23,27 +21,11 @@ from iconograph.cli.common import (
     StrictOpt,
     WorkersOpt,
     app,
-    fail,
-    make_embedder,
+    echo_stderr,
+    embedder_options,
+    report_run,
     user_errors,
 )
-
-
-def parse_threshold(value: str) -> float | dict[str, float]:
-    """``--threshold``: a number from 0 to 1, or a per-label thresholds file."""
-    from iconograph.classification.decisions import check_threshold
-    from iconograph.classification.zeroshot import read_thresholds
-
-    try:
-        number = float(value)
-    except ValueError:
-        if not Path(value).is_file():
-            raise ValueError(f"--threshold {value!r} is neither a number nor a thresholds file") from None
-        return read_thresholds(value)
-    try:
-        return check_threshold(number)
-    except ValueError:
-        raise ValueError(f"--threshold {value!r} is not a number from 0 to 1") from None
 
 
 @app.command()
@@ -83,45 +65,22 @@ def classify(
     runtime: RuntimeOpt = "auto",
 ):
     """Zero-shot labels for every image: one JSON record per image, in input order."""
-    from iconograph.classification.classify import iter_predictions
-    from iconograph.classification.zeroshot import ZeroShotClassifier, parse_label_list, read_labels_file
-    from iconograph.reading.sources import read_collection
+    from iconograph.classification.classify import run_classify
 
-    if (labels is None) == (labels_file is None):
-        fail("give exactly one of --labels or --labels-file")
-    names = parse_label_list(labels) if labels is not None else read_labels_file(labels_file)
-    thresholds = parse_threshold(threshold)
-    items = read_collection(sources)
-    embedder = make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime)
-    classifier = ZeroShotClassifier(
-        names,
+    stats = run_classify(
+        sources,
+        labels,
+        labels_file=labels_file,
+        model=model,
         templates=templates,
         multi_label=multi_label,
-        threshold=thresholds,
+        threshold=threshold,
         top_k=top_k,
         neutral=neutral,
-    ).prepare(embedder)
-    predictions = iter_predictions(items, classifier, embedder)
-    failed = write_or_print(predictions, out)
-    summarize(len(items), failed, embedder, out)
-    if strict and failed:
-        raise typer.Exit(EXIT_FAILED_IMAGES)
-
-
-def write_or_print(predictions, out: Path | None) -> int:
-    from iconograph.classification.results import write_predictions
-
-    return write_predictions(predictions, out).failed
-
-
-def summarize(total: int, failed: int, embedder, out: Path | None) -> None:
-    stats = embedder.stats
-    where = f" -> {out}" if out else ""
-    typer.echo(
-        f"{total} images: {total - failed} ok, {failed} failed; "
-        f"{stats.computed} embeddings computed, {stats.cached} from cache{where}",
-        err=True,
+        out=out,
+        **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime),
     )
+    report_run(stats, strict)
 
 
 @app.command()
@@ -143,21 +102,16 @@ def embed(
     runtime: RuntimeOpt = "auto",
 ):
     """Compute (or fetch from the cache) image embeddings."""
-    from iconograph.engine.embed import write_embeddings
-    from iconograph.reading.sources import read_collection
+    from iconograph.engine.embed import run_embed
 
-    items = read_collection(sources)
-    embedder = make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime)
-    result = embedder.embed_images([item.path for item in items])
-    if out is not None:
-        write_embeddings(result, out)
-    failed = sum(e is not None for e in result.errors)
-    for path, error in zip(result.paths, result.errors):
-        if error is not None:
-            typer.echo(f"{path}: {error}", err=True)
-    summarize(len(items), failed, embedder, out)
-    if strict and failed:
-        raise typer.Exit(EXIT_FAILED_IMAGES)
+    stats = run_embed(
+        sources,
+        model,
+        out=out,
+        log=echo_stderr,
+        **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime),
+    )
+    report_run(stats, strict)
 
 
 @app.command()
@@ -179,23 +133,15 @@ def evaluate(
     ] = None,
 ):
     """Accuracy, top-5, F1 (micro/macro/samples), mAP, per-class scores and confusion (boxes: COCO mAP)."""
-    from iconograph.boxes import is_detection_file
+    from iconograph.evaluation.run import evaluate_files
 
-    if is_detection_file(predictions):
-        from iconograph.cli.detect import evaluate_boxes
+    metrics = evaluate_files(predictions, truth, report=report, json_out=json_out, multi_label=multi_label)
+    if metrics["task"] == "detection":
+        from iconograph.cli.detect import print_box_metrics
 
-        return evaluate_boxes(predictions, truth, report, json_out)
-    from iconograph.engine.files import atomic_write_text
-    from iconograph.evaluation.metrics import evaluate as evaluate_predictions
-
-    metrics = evaluate_predictions(predictions, truth, multi_label=multi_label)
-    if json_out:
-        atomic_write_text(json_out, json.dumps(metrics, indent=2))
-    if report:
-        from iconograph.evaluation.report import write_full_report
-
-        write_full_report(predictions, truth, report, metrics=metrics, multi_label=multi_label)
-    print_metrics(metrics)
+        print_box_metrics(metrics)
+    else:
+        print_metrics(metrics)
 
 
 def print_metrics(metrics: dict) -> None:

@@ -1,15 +1,13 @@
-"""Locate and describe: detect, caption, describe, convert-boxes (and box evaluation for evaluate)."""
+"""Locate and describe: detect, caption, describe, convert-boxes (and the box table of evaluate)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from iconograph.cli.common import (
-    EXIT_FAILED_IMAGES,
     BatchOpt,
     DeviceOpt,
     NoCacheOpt,
@@ -19,7 +17,9 @@ from iconograph.cli.common import (
     StrictOpt,
     WorkersOpt,
     app,
-    fail,
+    echo_stderr,
+    report_run,
+    runner_options,
     unit_interval,
     user_errors,
 )
@@ -69,70 +69,25 @@ def detect(
     progress: ProgressOpt = None,
 ):
     """Find and box what the queries name: one record per image (boxes in pixels, sorted by score)."""
-    from iconograph.classification.zeroshot import parse_label_list, read_labels_file
-    from iconograph.detection import DetectionWriter, OwlDetector, iter_detections
-    from iconograph.detection.run import output_format
-    from iconograph.engine.jobs import ImageJobRunner
-    from iconograph.reading.sources import read_collection
+    from iconograph.detection import run_detection
 
-    if queries is not None and queries_file is not None:
-        fail("give --queries or --queries-file, not both")
-    texts = parse_label_list(queries) if queries is not None else read_labels_file(queries_file) if queries_file else []
-    fmt = output_format(out, format)
-    items = read_collection(sources)
-    detector = OwlDetector(
-        model,
-        queries=texts,
+    stats = run_detection(
+        sources,
+        queries,
+        queries_file=queries_file,
+        model=model,
         image_queries=image_queries,
         threshold=threshold,
         nms_iou=nms_iou,
         clip=clip,
         device=device,
-    ).prepare()
-    runner = ImageJobRunner(
-        detector,
-        store=store,
-        use_cache=not no_cache,
-        batch_size=batch_size,
-        workers=workers,
-        progress=progress,
-        description="detecting",
+        out=out,
+        format=format,
+        annotate=annotate,
+        log=echo_stderr,
+        **runner_options(store, no_cache, batch_size, workers, progress),
     )
-    boxes = 0
-    drawn: dict[str, int] = {}
-    with DetectionWriter(out, fmt, detector.classes_) as writer:
-        for result in iter_detections(items, detector, runner):
-            writer.write(result)
-            boxes += len(result.detections) if result.detections is not None else 0
-            if annotate is not None and result.error is None:
-                _annotate(result, annotate, drawn)
-    for failed in writer.failed:
-        if fmt != "jsonl":
-            typer.echo(f"{failed.path}: {failed.error}", err=True)
-    where = f" -> {out}" if out else ""
-    typer.echo(
-        f"{len(items)} images: {len(items) - len(writer.failed)} ok, {len(writer.failed)} failed; {boxes} boxes; "
-        f"{runner.stats.computed} computed, {runner.stats.cached} from cache{where}",
-        err=True,
-    )
-    if strict and writer.failed:
-        raise typer.Exit(EXIT_FAILED_IMAGES)
-
-
-def _annotate(result, folder: Path, used: dict[str, int]) -> None:
-    from iconograph.detection import save_annotated
-    from iconograph.reading.decode import DecodeError, read_image
-
-    path = Path(result.path)
-    used[path.name] = used.get(path.name, 0) + 1  # the same name from two folders: name-2.jpg, ...
-    name = path.name if used[path.name] == 1 else f"{path.stem}-{used[path.name]}{path.suffix}"
-    target = folder / name
-    if target.exists() and target.resolve() == path.resolve():
-        raise ValueError(f"--annotate {folder} would overwrite the original {path}")
-    try:
-        save_annotated(read_image(path).image, result.detections, target)
-    except DecodeError as exc:  # changed since it was detected
-        typer.echo(f"{path}: not annotated: {exc}", err=True)
+    report_run(stats, strict)
 
 
 @app.command()
@@ -160,31 +115,19 @@ def caption(
     progress: ProgressOpt = None,
 ):
     """Caption every image: {"path", "caption", "error"} per image, cached in the store."""
-    from iconograph.description.captions import Captioner, iter_captions, write_captions
-    from iconograph.engine.jobs import ImageJobRunner
-    from iconograph.reading.sources import read_collection
+    from iconograph.description.captions import run_captions
 
-    items = read_collection(sources)
-    captioner = Captioner(model, prompt=prompt, max_new_tokens=max_new_tokens, num_beams=num_beams, device=device)
-    runner = ImageJobRunner(
-        captioner,
-        store=store,
-        use_cache=not no_cache,
-        batch_size=batch_size,
-        workers=workers,
-        progress=progress,
-        description="captioning",
+    stats = run_captions(
+        sources,
+        model=model,
+        prompt=prompt,
+        max_new_tokens=max_new_tokens,
+        num_beams=num_beams,
+        device=device,
+        out=out,
+        **runner_options(store, no_cache, batch_size, workers, progress),
     )
-    captions = iter_captions(items, captioner, runner)
-    _, failed = write_captions(captions, out)
-    where = f" -> {out}" if out else ""
-    typer.echo(
-        f"{len(items)} images: {len(items) - failed} ok, {failed} failed; "
-        f"{runner.stats.computed} captioned, {runner.stats.cached} from cache{where}",
-        err=True,
-    )
-    if strict and failed:
-        raise typer.Exit(EXIT_FAILED_IMAGES)
+    report_run(stats, strict)
 
 
 @app.command()
@@ -229,69 +172,32 @@ def describe(
     progress: ProgressOpt = None,
 ):
     """Item texts from attributes, tags and captions (API key: $ICONOGRAPH_LLM_API_KEY or $OPENAI_API_KEY)."""
-    from iconograph.description import Describer, gather_facts, make_engine, write_descriptions
-    from iconograph.reading.sources import read_collection
+    from iconograph.description import run_describe
 
-    if engine == "template" and (llm_url or llm_model or example_text):
-        fail("--llm-url, --llm-model and --example-text need --engine llm")
-    if engine == "template" and template is None:
-        from iconograph.description import TemplateEngine
-
-        shipped = TemplateEngine().available_languages()
-        if language not in shipped:
-            fail(
-                f"no template for language '{language}' (shipped: {', '.join(shipped)}); pass --template FILE.j2 or use --engine llm"
-            )
-    style = example_text.read_text(encoding="utf-8") if example_text else None
-    chosen = (
-        make_engine(
-            engine,
-            template=template,
-            example_text=style,
-            llm_url=llm_url,
-            llm_model=llm_model,
-            timeout=timeout,
-            retries=retries,
-            temperature=temperature,
-        )
-        if engine == "llm"
-        else make_engine(engine, template=template)
-    )
-    facts = gather_facts(
-        read_collection(sources), attributes=attributes, tags=tags, captions=captions, min_tag_score=min_tag_score
-    )
-    describer = Describer(
-        chosen,
+    stats = run_describe(
+        sources,
+        attributes=attributes,
+        tags=tags,
+        captions=captions,
+        min_tag_score=min_tag_score,
+        engine=engine,
         language=language,
         max_words=max_words,
+        template=template,
+        example_file=example_text,
+        llm_url=llm_url,
+        llm_model=llm_model,
+        out=out,
+        log=echo_stderr,
         concurrency=concurrency,
         store=store,
         use_cache=not no_cache,
         progress=progress,
+        timeout=timeout,
+        retries=retries,
+        temperature=temperature,
     )
-    descriptions = describer.describe(facts)
-    truncated = 0
-
-    def counted():
-        nonlocal truncated
-        for item in descriptions:
-            truncated += item.truncated
-            if item.error:
-                typer.echo(f"{item.path}: {item.error}", err=True)
-            yield item
-
-    try:
-        _, failed = write_descriptions(counted(), out)
-    finally:
-        if hasattr(chosen, "close"):
-            chosen.close()
-    where = f" -> {out}" if out else ""
-    typer.echo(
-        f"{len(facts)} items: {len(facts) - failed} described, {failed} failed, {truncated} cut to the word limit{where}",
-        err=True,
-    )
-    if strict and failed:
-        raise typer.Exit(EXIT_FAILED_IMAGES)
+    report_run(stats, strict)
 
 
 @app.command("convert-boxes")
@@ -316,21 +222,11 @@ def convert_boxes(
     )
 
 
-def evaluate_boxes(predictions: Path, truth: Path, report: Path | None, json_out: Path | None) -> None:
-    """``evaluate`` for box predictions (called by the core command when the records have boxes)."""
+def print_box_metrics(metrics: dict) -> None:
+    """The table ``evaluate`` prints for box predictions."""
     from rich.console import Console
     from rich.table import Table
 
-    from iconograph.boxes import evaluate_detections
-    from iconograph.engine.files import atomic_write_text
-
-    metrics = evaluate_detections(predictions, truth)
-    if json_out:
-        atomic_write_text(json_out, json.dumps(metrics, indent=2))
-    if report:
-        from iconograph.evaluation.report.detection import write_detection_report
-
-        write_detection_report(metrics, report)
     table = Table(
         title=f"detection evaluation ({metrics['counts']['evaluated']} of {metrics['counts']['truth']} images)"
     )

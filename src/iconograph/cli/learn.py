@@ -9,7 +9,6 @@ import typer
 
 from iconograph.backends import DEFAULT_MODEL
 from iconograph.cli.common import (
-    EXIT_FAILED_IMAGES,
     BatchOpt,
     DeviceOpt,
     NoCacheOpt,
@@ -20,14 +19,14 @@ from iconograph.cli.common import (
     StrictOpt,
     WorkersOpt,
     app,
-    fail,
-    make_embedder,
+    echo_stderr,
+    embedder_options,
     positive,
+    report_run,
     unit_interval,
     user_errors,
 )
 
-HEAD_CHOICES = ("logistic", "svm", "knn", "mlp", "voting", "finetune")
 TruthOpt = Annotated[
     Optional[Path],
     typer.Option(
@@ -41,10 +40,6 @@ MultiLabelOpt = Annotated[
 ValOpt = Annotated[float, typer.Option("--val", min=0.0, max=0.9, help="Validation fraction.")]
 TestOpt = Annotated[float, typer.Option("--test", min=0.0, max=0.9, help="Test fraction.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the split (and of fine-tuning).")]
-
-
-def _echo(message: str) -> None:
-    typer.echo(message, err=True)
 
 
 @app.command()
@@ -112,12 +107,9 @@ def train(
     runtime: RuntimeOpt = "auto",
 ):
     """Train a head on cached embeddings (or fine-tune the backbone) and save a model folder."""
-    from iconograph.engine.store import Store
     from iconograph.learning.finetune import FineTuneConfig
     from iconograph.learning.train import train as train_model
 
-    if head not in HEAD_CHOICES:
-        fail(f"--head must be one of {', '.join(HEAD_CHOICES)}")
     params = {}
     if c is not None and head in ("logistic", "svm"):
         params["C"] = c
@@ -154,30 +146,12 @@ def train(
         finetune=finetune,
         resume=resume,
         keep_checkpoints=keep_checkpoints,
-        log=_echo,
-        store=Store(store) if store else None,
-        use_cache=not no_cache,
-        batch_size=batch_size,
-        workers=workers,
-        device=device,
-        progress=progress,
-        runtime=runtime,
+        report=report,
+        log=echo_stderr,
+        **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime),
     )
-    if min_count:
-        from iconograph.learning.splits import MinCountRow, format_min_count_table
-
-        rows = [MinCountRow(**row) for row in model.info["min_count"]["table"]]
-        _echo(format_min_count_table(rows))
     _print_metrics(model.info["metrics"])
-    if report and model.info["metrics"].get("test"):
-        from iconograph.evaluation.report import write_full_report
-        from iconograph.learning.train import TEST_PREDICTIONS, test_split_truth
-
-        write_full_report(
-            out / TEST_PREDICTIONS, test_split_truth(out), report, title=f"{model.head.kind} head, test split"
-        )
-        _echo(f"report -> {report}")
-    _echo(f"model -> {out}")
+    echo_stderr(f"model -> {out}")
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -216,20 +190,10 @@ def predict(
     runtime: RuntimeOpt = "auto",
 ):
     """Labels from a trained model for every image: the same JSONL records as `classify`."""
-    from iconograph.classification.classify import iter_predictions
-    from iconograph.cli.core import summarize, write_or_print
-    from iconograph.learning.model_folder import HeadClassifier, TrainedModel
-    from iconograph.reading.sources import read_collection
+    from iconograph.learning.model_folder import run_predict
 
-    trained = TrainedModel.load(model)
-    items = read_collection(sources)
-    embedder = make_embedder(
-        trained.load_backbone(device), store, no_cache, batch_size, workers, device, progress, runtime
-    )
-    failed = write_or_print(iter_predictions(items, HeadClassifier(trained.head, top_k), embedder), out)
-    summarize(len(items), failed, embedder, out)
-    if strict and failed:
-        raise typer.Exit(EXIT_FAILED_IMAGES)
+    options = embedder_options(store, no_cache, batch_size, workers, device, progress, runtime)
+    report_run(run_predict(model, sources, out=out, top_k=top_k, **options), strict)
 
 
 @app.command()
@@ -248,19 +212,11 @@ def split(
     seed: SeedOpt = 0,
 ):
     """Images per split and classes remaining for each --min-count threshold; optionally write the split."""
-    from iconograph.learning.splits import drop_rare, format_min_count_table, min_count_table, split_items
-    from iconograph.learning.train import labelled_items
+    from iconograph.learning.splits import format_min_count_table
+    from iconograph.learning.train import split_truth
 
-    items = labelled_items(truth)
-    thresholds = min_count or [1]
-    rows = min_count_table(items, thresholds, val=val, test=test, seed=seed, multi_label=multi_label)
+    rows = split_truth(truth, min_count or [1], out=out, multi_label=multi_label, val=val, test=test, seed=seed)
     typer.echo(format_min_count_table(rows))
-    if out is not None:
-        from iconograph.learning.train import write_splits
-
-        write_splits(
-            split_items(drop_rare(items, thresholds[0]), val=val, test=test, seed=seed, multi_label=multi_label), out
-        )
 
 
 @app.command()
@@ -285,15 +241,20 @@ def report(
     progress: ProgressOpt = None,
 ):
     """The evaluation report: one self-contained HTML file plus its PNGs."""
-    from iconograph.evaluation.report import write_full_report
+    from iconograph.evaluation.run import report_files
 
-    embedder = None
-    if model:
-        from iconograph.learning.model_folder import TrainedModel, is_model_dir
-
-        spec = TrainedModel.load(model).load_backbone(device) if is_model_dir(model) else model
-        embedder = make_embedder(spec, store, False, batch_size, workers, device, progress)
-    path = write_full_report(
-        predictions, truth, out, embedder=embedder, map_method=map_method, title=title, multi_label=multi_label
+    path = report_files(
+        predictions,
+        truth,
+        out,
+        model=model,
+        map_method=map_method,
+        title=title,
+        multi_label=multi_label,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        store=store,
+        progress=progress,
     )
-    _echo(f"report -> {path}")
+    echo_stderr(f"report -> {path}")

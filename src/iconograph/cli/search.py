@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -18,8 +17,7 @@ from iconograph.cli.common import (
     StoreOpt,
     WorkersOpt,
     app,
-    fail,
-    make_embedder,
+    echo_stderr,
     unit_interval,
     user_errors,
 )
@@ -30,25 +28,8 @@ FilterOpt = Annotated[
 ]
 
 
-def _search_errors(command):
-    """Collection and review errors are the user's to fix: one line, exit 2."""
-    import functools
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from iconograph.search import CollectionError, ReviewError
-
-        try:
-            return command(*args, **kwargs)
-        except (CollectionError, ReviewError) as exc:
-            fail(" ".join(str(exc).split()))
-
-    return wrapper
-
-
 @app.command()
 @user_errors
-@_search_errors
 def index(
     sources: Sources,
     collection: CollectionOpt = "default",
@@ -87,46 +68,41 @@ def index(
     progress: ProgressOpt = None,
 ):
     """Embed (what the cache lacks), optionally tag, and index images for search and review."""
-    from iconograph.backends import DEFAULT_MODEL
-    from iconograph.classification.results import read_predictions
-    from iconograph.classification.zeroshot import parse_label_list, read_labels_file
     from iconograph.engine.files import atomic_write_text
-    from iconograph.search import SearchCollection, TaggerConfig
+    from iconograph.search.run import index_collection
 
-    if labels is not None and labels_file is not None:
-        fail("give at most one of --labels or --labels-file")
-    if predictions is not None and (labels or labels_file):
-        fail("--predictions and --labels/--labels-file exclude each other")
-    target = SearchCollection(collection, store)
-    embedder = make_embedder(
-        model or target.model_spec or DEFAULT_MODEL, store, False, batch_size, workers, device, progress
-    )
-    tagger = None
-    if labels is not None or labels_file is not None:
-        names = parse_label_list(labels) if labels is not None else read_labels_file(labels_file)
-        tagger = TaggerConfig(tuple(names), templates, multi_label, threshold, top_k)
-    report = target.index(
+    report = index_collection(
         sources,
-        embedder,
-        tagger=tagger,
-        predictions=read_predictions(predictions) if predictions else None,
+        collection,
+        store=store,
+        model=model,
+        labels=labels,
+        labels_file=labels_file,
+        predictions=predictions,
+        templates=templates,
+        multi_label=multi_label,
+        threshold=threshold,
+        top_k=top_k,
         roots=root or (),
         prune=prune,
         rebuild=rebuild,
         ann_threshold=ann_threshold,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        progress=progress,
     )
     for path, error in report.failed:
-        typer.echo(f"{path}: {error}", err=True)
+        echo_stderr(f"{path}: {error}")
     for path in report.outside:
-        typer.echo(f"{path}: outside the collection roots (add --root)", err=True)
+        echo_stderr(f"{path}: outside the collection roots (add --root)")
     if json_out:
         atomic_write_text(json_out, json.dumps(report.to_dict(), indent=1))
-    typer.echo(f"collection {collection!r}: {report.summary()}", err=True)
+    echo_stderr(f"collection {collection!r}: {report.summary()}")
 
 
 @app.command()
 @user_errors
-@_search_errors
 def search(
     query: Annotated[Optional[str], typer.Argument(help="Text to search for.", show_default=False)] = None,
     image: Annotated[Optional[Path], typer.Option("--image", help="Search by an image file instead.")] = None,
@@ -147,37 +123,31 @@ def search(
 ):
     """Nearest images to a text, an image file, or an indexed image (cosine similarity)."""
     from iconograph.engine.files import atomic_open
-    from iconograph.search import SearchCollection
+    from iconograph.search.run import search_collection
 
-    if sum(x is not None for x in (query, image, like)) != 1:
-        fail("give exactly one of QUERY, --image FILE or --like PATH")
-    if mode not in ("auto", "exact", "ann"):
-        fail("--mode must be auto, exact or ann")
-    target = SearchCollection(collection, store).require()
-    if like is not None:
-        # a path typed in the shell means the file it names from here; else it is collection-relative
-        named = os.path.abspath(like) if os.path.exists(like) else like
-        hits, used = target.similar(named, k, filters or (), mode)
-    else:
-        embedder = make_embedder(model or target.model_spec, store, False, 32, 0, device, False)
-        if query is not None:
-            hits, used = target.search_text(query, embedder, k, filters or (), mode)
-        else:
-            hits, used = target.search_image(image, embedder, k, filters or (), mode)
-    lines = [json.dumps(h.to_record(rank), ensure_ascii=False) + "\n" for rank, h in enumerate(hits, start=1)]
+    found = search_collection(
+        collection,
+        text=query,
+        image=image,
+        like=like,
+        k=k,
+        filters=filters or (),
+        mode=mode,
+        model=model,
+        store=store,
+        device=device,
+    )
+    lines = [json.dumps(h.to_record(rank), ensure_ascii=False) + "\n" for rank, h in enumerate(found.hits, start=1)]
     if out is not None:
         with atomic_open(out) as handle:
             handle.writelines(lines)
     else:
         sys.stdout.writelines(lines)
-    state = target.vectors.state()
-    how = state.describe() if used == state.mode else f"{used} search"
-    typer.echo(f"{len(hits)} hits from {state.rows} images; {how}" + (f" -> {out}" if out else ""), err=True)
+    echo_stderr(found.summary() + (f" -> {out}" if out else ""))
 
 
 @app.command()
 @user_errors
-@_search_errors
 def export(
     collection: CollectionOpt = "default",
     reviews: Annotated[
@@ -193,22 +163,17 @@ def export(
     store: StoreOpt = None,
 ):
     """Write reviewed labels or review-corrected predictions."""
-    from iconograph.search import SearchCollection, export_predictions, export_reviews
+    from iconograph.search.run import export_collection
 
-    if reviews == predictions:
-        fail("give exactly one of --reviews or --predictions")
-    target = SearchCollection(collection, store).require()
-    if reviews:
-        count = export_reviews(target, out, include_predicted=include_predicted)
-        typer.echo(f"{count} reviewed images -> {out}", err=True)
-    else:
-        count = export_predictions(target, out)
-        typer.echo(f"{count} predictions (review-corrected) -> {out}", err=True)
+    count = export_collection(
+        out, collection, reviews=reviews, predictions=predictions, include_predicted=include_predicted, store=store
+    )
+    what = "reviewed images" if reviews else "predictions (review-corrected)"
+    echo_stderr(f"{count} {what} -> {out}")
 
 
 @app.command()
 @user_errors
-@_search_errors
 def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port (0: any free port).")] = 8000,

@@ -19,6 +19,8 @@ from iconograph.backends.hf import HFModel, image_preprocess
 from iconograph.engine.files import RecordWriter
 from iconograph.engine.fingerprint import digest
 from iconograph.engine.jobs import ImageJobRunner
+from iconograph.engine.runs import RunStats
+from iconograph.errors import OptionError
 from iconograph.reading.sources import Item, read_collection
 
 DEFAULT_CAPTIONER = "Salesforce/blip-image-captioning-base"
@@ -147,9 +149,36 @@ def caption(
     ``runner_options`` go to :class:`~iconograph.engine.jobs.ImageJobRunner` (``store``,
     ``use_cache``, ``batch_size``, ``workers``, ``progress``).
     """
+    items, captioner, runner = _prepare(sources, model, prompt, max_new_tokens, num_beams, device, runner_options)
+    return list(iter_captions(items, captioner, runner))
+
+
+def run_captions(
+    sources: str | Iterable[str],
+    *,
+    model: str = DEFAULT_CAPTIONER,
+    prompt: str | None = None,
+    max_new_tokens: int = 30,
+    num_beams: int = 1,
+    device: str | None = None,
+    out: str | Path | None = None,
+    **runner_options,
+) -> RunStats:
+    """:func:`caption` written as it runs to ``out`` (JSONL or CSV by suffix; ``None``: JSONL on
+    stdout); returns the run's counts (``iconograph caption``)."""
+    items, captioner, runner = _prepare(sources, model, prompt, max_new_tokens, num_beams, device, runner_options)
+    captions = iter_captions(items, captioner, runner)
+    _, failed = write_captions(captions, out)
+    return RunStats(len(items), failed, runner.stats.computed, runner.stats.cached, out, "captioned")
+
+
+def _prepare(sources, model, prompt, max_new_tokens, num_beams, device, runner_options):
+    """Settings checked before anything is loaded; then the items, the captioner and its runner."""
+    if max_new_tokens < 1 or num_beams < 1:
+        raise OptionError(f"--max-new-tokens ({max_new_tokens}) and --num-beams ({num_beams}) must be at least 1")
+    items = read_collection(sources)
     captioner = Captioner(model, prompt=prompt, max_new_tokens=max_new_tokens, num_beams=num_beams, device=device)
-    runner = ImageJobRunner(captioner, description="captioning", **runner_options)
-    return list(iter_captions(read_collection(sources), captioner, runner))
+    return items, captioner, ImageJobRunner(captioner, description="captioning", **runner_options)
 
 
 def write_captions(captions: Iterable[Caption], path: str | Path | None) -> tuple[int, int]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from iconograph.description.facts import ItemFacts
 from iconograph.engine.fingerprint import digest
+from iconograph.errors import OptionError, UserError
 
 LANGUAGE_NAMES = {
     "en": "English",
@@ -30,7 +31,7 @@ API_KEY_VARIABLES = ("ICONOGRAPH_LLM_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
-class DescribeError(Exception):
+class DescribeError(UserError):
     """One item that could not be described; ``str(error)`` is one line."""
 
 
@@ -180,9 +181,9 @@ class LLMEngine:
         temperature: float | None = 0.2,
     ):
         if not url:
-            raise ValueError("--engine llm needs --llm-url (an OpenAI-compatible endpoint)")
+            raise OptionError("--engine llm needs --llm-url (an OpenAI-compatible endpoint)")
         if not model:
-            raise ValueError("--engine llm needs --llm-model")
+            raise OptionError("--engine llm needs --llm-model")
         self.url = url.rstrip("/")
         self.endpoint = self.url if self.url.endswith("/chat/completions") else self.url + "/chat/completions"
         self.model = model

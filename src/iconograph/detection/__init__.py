@@ -3,7 +3,7 @@ boxes in pixels of the upright image, JSONL / COCO / VOC / YOLO output, annotate
 
 from iconograph.detection.annotate import draw_detections, save_annotated
 from iconograph.detection.owl import DEFAULT_DETECTOR, OwlDetector, QueryError, read_image_queries
-from iconograph.detection.run import DetectionResult, DetectionWriter, detect, iter_detections
+from iconograph.detection.run import DetectionResult, DetectionWriter, detect, iter_detections, run_detection
 
 __all__ = [
     "DEFAULT_DETECTOR",
@@ -15,5 +15,6 @@ __all__ = [
     "draw_detections",
     "iter_detections",
     "read_image_queries",
+    "run_detection",
     "save_annotated",
 ]

@@ -26,6 +26,7 @@ from iconograph.backends.base import DECODE_VERSION, ModelNotFoundError, resolve
 from iconograph.backends.hf import HFModel, image_preprocess, pooled
 from iconograph.boxes import Detections
 from iconograph.engine.fingerprint import digest
+from iconograph.errors import UserError
 from iconograph.reading.decode import DecodeError, read_image
 from iconograph.reading.sources import walk_images
 
@@ -33,7 +34,7 @@ DEFAULT_DETECTOR = "google/owlvit-base-patch32"
 OWL_MODEL_TYPES = ("owlvit", "owlv2")
 
 
-class QueryError(ValueError):
+class QueryError(UserError):
     """Unusable queries (none given, unreadable example images)."""
 
 

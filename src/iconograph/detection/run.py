@@ -11,7 +11,7 @@ file has ``"boxes": []`` and a one-line ``"error"``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,8 @@ from iconograph.boxes import FORMATS, BoxDataset, Detections, ImageBoxes
 from iconograph.detection.owl import DEFAULT_DETECTOR, OwlDetector
 from iconograph.engine.files import RecordWriter
 from iconograph.engine.jobs import ImageJobRunner
+from iconograph.engine.runs import RunStats
+from iconograph.errors import OptionError
 from iconograph.reading.sources import Item, read_collection
 
 OUTPUT_FORMATS = ("jsonl",) + FORMATS
@@ -57,8 +59,9 @@ def iter_detections(
 
 def detect(
     sources: str | Iterable[str],
-    queries: Sequence[str] = (),
+    queries: str | Sequence[str] | None = None,
     *,
+    queries_file: str | Path | None = None,
     model: str = DEFAULT_DETECTOR,
     image_queries: str | Path | None = None,
     threshold: float = 0.1,
@@ -72,20 +75,110 @@ def detect(
     >>> results = ig.detect("coins/", ["zeus", "eagle", "patera"], model="google/owlv2-base-patch16-ensemble")
     >>> results[0].detections.xyxy, results[0].detections.labels
 
-    ``runner_options`` go to :class:`~iconograph.engine.jobs.ImageJobRunner` (``store``,
-    ``use_cache``, ``batch_size``, ``workers``, ``progress``).
+    ``queries`` is a list or a comma-separated string; or give ``queries_file`` (one per line),
+    and/or ``image_queries`` (a folder of example images). ``runner_options`` go to
+    :class:`~iconograph.engine.jobs.ImageJobRunner` (``store``, ``use_cache``, ``batch_size``,
+    ``workers``, ``progress``).
     """
+    texts = choose_queries(queries, queries_file)
+    items, detector, runner = _prepare(
+        sources, texts, model, image_queries, threshold, nms_iou, clip, device, runner_options
+    )
+    return list(iter_detections(items, detector, runner))
+
+
+def run_detection(
+    sources: str | Iterable[str],
+    queries: str | Sequence[str] | None = None,
+    *,
+    queries_file: str | Path | None = None,
+    model: str = DEFAULT_DETECTOR,
+    image_queries: str | Path | None = None,
+    threshold: float = 0.1,
+    nms_iou: float = 0.5,
+    clip: bool = True,
+    device: str | None = None,
+    out: str | Path | None = None,
+    format: str | None = None,
+    annotate: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+    **runner_options,
+) -> RunStats:
+    """:func:`detect` written as it runs (``iconograph detect``): JSONL to ``out`` or stdout, or a
+    COCO / VOC / YOLO dataset (``format``, default by ``out``'s suffix); with ``annotate``, a copy
+    of each image with its boxes drawn goes to that folder. ``log`` gets the lines a user should
+    see that the output does not hold (failed images of a box dataset, images not annotated)."""
+    texts = choose_queries(queries, queries_file)
+    fmt = output_format(Path(out) if out is not None else None, format)
+    items, detector, runner = _prepare(
+        sources, texts, model, image_queries, threshold, nms_iou, clip, device, runner_options
+    )
+    log = log or (lambda message: None)
+    boxes = 0
+    annotator = Annotator(Path(annotate), log) if annotate is not None else None
+    with DetectionWriter(out, fmt, detector.classes_) as writer:
+        for result in iter_detections(items, detector, runner):
+            writer.write(result)
+            boxes += len(result.detections) if result.detections is not None else 0
+            if annotator is not None and result.error is None:
+                annotator.save(result)
+    if fmt != "jsonl":
+        for failed in writer.failed:
+            log(f"{failed.path}: {failed.error}")
+    return RunStats(
+        len(items), len(writer.failed), runner.stats.computed, runner.stats.cached, out, "computed", (f"{boxes} boxes",)
+    )
+
+
+def _prepare(sources, texts, model, image_queries, threshold, nms_iou, clip, device, runner_options):
+    items = read_collection(sources)
     detector = OwlDetector(
         model,
-        queries=queries,
+        queries=texts,
         image_queries=image_queries,
         threshold=threshold,
         nms_iou=nms_iou,
         clip=clip,
         device=device,
     ).prepare()
-    runner = ImageJobRunner(detector, description="detecting", **runner_options)
-    return list(iter_detections(read_collection(sources), detector, runner))
+    return items, detector, ImageJobRunner(detector, description="detecting", **runner_options)
+
+
+def choose_queries(queries: str | Sequence[str] | None, queries_file: str | Path | None) -> list[str]:
+    """Text queries from a list, a comma-separated string or a file (one per line), not two of them."""
+    from iconograph.classification.zeroshot import parse_label_list, read_labels_file
+
+    if queries is not None and queries_file is not None:
+        raise OptionError("give --queries or --queries-file, not both")
+    if queries_file is not None:
+        return read_labels_file(queries_file)
+    if isinstance(queries, str):
+        return parse_label_list(queries)
+    return list(queries or ())
+
+
+class Annotator:
+    """Saves a copy of each image with its boxes drawn into one folder, never over an original."""
+
+    def __init__(self, folder: Path, log: Callable[[str], None]):
+        self.folder = folder
+        self.log = log
+        self.used: dict[str, int] = {}
+
+    def save(self, result: DetectionResult) -> None:
+        from iconograph.detection.annotate import save_annotated
+        from iconograph.reading.decode import DecodeError, read_image
+
+        path = Path(result.path)
+        self.used[path.name] = self.used.get(path.name, 0) + 1  # the same name from two folders: name-2.jpg, ...
+        count = self.used[path.name]
+        target = self.folder / (path.name if count == 1 else f"{path.stem}-{count}{path.suffix}")
+        if target.exists() and target.resolve() == path.resolve():
+            raise OptionError(f"--annotate {self.folder} would overwrite the original {path}")
+        try:
+            save_annotated(read_image(path).image, result.detections, target)
+        except DecodeError as exc:  # changed since it was detected
+            self.log(f"{path}: not annotated: {exc}")
 
 
 class DetectionWriter:
@@ -95,9 +188,9 @@ class DetectionWriter:
 
     def __init__(self, out: str | Path | None, format: str = "jsonl", classes: Sequence[str] = ()):
         if format not in OUTPUT_FORMATS:
-            raise ValueError(f"unknown output format {format!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+            raise OptionError(f"unknown output format {format!r}; use one of {', '.join(OUTPUT_FORMATS)}")
         if format != "jsonl" and out is None:
-            raise ValueError(f"--format {format} needs --out")
+            raise OptionError(f"--format {format} needs --out")
         self.out = Path(out) if out is not None else None
         self.format = format
         self.classes = tuple(classes)
@@ -131,12 +224,12 @@ def output_format(out: Path | None, format: str | None) -> str:
     """``--format`` when given, else by the file suffix (.jsonl/.ndjson -> jsonl, .json -> coco)."""
     if format:
         if format.lower() not in OUTPUT_FORMATS:
-            raise ValueError(f"unknown output format {format!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+            raise OptionError(f"unknown output format {format!r}; use one of {', '.join(OUTPUT_FORMATS)}")
         if format.lower() != "jsonl" and out is None:
-            raise ValueError(f"--format {format} needs --out")
+            raise OptionError(f"--format {format} needs --out")
         return format.lower()
     if out is None or out.suffix.lower() in (".jsonl", ".ndjson"):
         return "jsonl"
     if out.suffix.lower() == ".json":
         return "coco"
-    raise ValueError(f"{out}: give --format jsonl|coco|voc|yolo (a folder is written for voc and yolo)")
+    raise OptionError(f"{out}: give --format jsonl|coco|voc|yolo (a folder is written for voc and yolo)")

@@ -9,16 +9,19 @@ fingerprint, text). On a CPU the image tower may run through ONNX Runtime (:mod:
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
-from iconograph.backends import Backend, Scoring, load_model
+from iconograph.backends import DEFAULT_MODEL, Backend, Scoring, load_model
 from iconograph.engine.jobs import ImageJobRunner, ImageResult, default_workers
 from iconograph.engine.onnx_runtime import AUTO_MIN_IMAGES, RUNTIMES, OnnxImageEncoder, onnx_path
+from iconograph.engine.runs import RunStats
 from iconograph.engine.store import Store
+from iconograph.errors import OptionError
 from iconograph.reading.decode import content_hash, decode_bytes, one_line
 
 
@@ -93,7 +96,7 @@ class Embedder:
         self.max_pixels = max_pixels
         self.progress = progress
         if runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+            raise OptionError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         self.runtime = runtime
         self.stats = EmbedStats()
         self._onnx = None
@@ -234,6 +237,30 @@ def _to_embeddings(results: list[ImageResult]) -> ImageEmbeddings:
     )
 
 
+def run_embed(
+    sources: str | Iterable[str],
+    model: Backend | str = DEFAULT_MODEL,
+    *,
+    out: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+    **embedder_options,
+) -> RunStats:
+    """Embed every image in ``sources`` into the cache and, with ``out``, write the vectors there
+    (``iconograph embed``); ``log`` gets a ``path: error`` line per failed image."""
+    from iconograph.reading.sources import read_collection
+
+    items = read_collection(sources)
+    embedder = Embedder(model, **embedder_options)
+    result = embedder.embed_images([item.path for item in items])
+    if out is not None:
+        write_embeddings(result, out)
+    failures = [(path, error) for path, error in zip(result.paths, result.errors) if error is not None]
+    for path, error in failures if log else ():
+        log(f"{path}: {error}")
+    stats = embedder.stats
+    return RunStats(len(items), len(failures), stats.computed, stats.cached, out)
+
+
 def write_embeddings(result: ImageEmbeddings, path) -> None:
     """Write vectors as ``.npz`` (paths, vectors, errors), ``.parquet`` or ``.jsonl``, atomically."""
     import io
@@ -267,4 +294,4 @@ def write_embeddings(result: ImageEmbeddings, path) -> None:
             for p, v, e in zip(result.paths, result.vectors, result.errors):
                 writer.write({"path": p, "vector": None if e else v.tolist(), "error": e})
     else:
-        raise ValueError(f"{path}: embeddings can be written as .npz, .parquet or .jsonl")
+        raise OptionError(f"{path}: embeddings can be written as .npz, .parquet or .jsonl")

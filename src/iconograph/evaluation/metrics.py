@@ -16,6 +16,7 @@ import numpy as np
 
 from iconograph.classification.decisions import binarize
 from iconograph.classification.results import Prediction, read_predictions
+from iconograph.errors import DataError
 from iconograph.reading.sources import Item, SourceError, labels_by_path, path_key, read_located, unique_items
 
 NO_PREDICTION = "(none)"
@@ -76,11 +77,11 @@ def match(
     predictions = list(predictions)
     truth_map = labels_by_path(_truth_items(truth))
     if not any(truth_map.values()):
-        raise ValueError("the truth has no labels: nothing to evaluate")
+        raise DataError("the truth has no labels: nothing to evaluate")
     keys = [path_key(p.path) for p in predictions]
     pairs = [(p, tuple(truth_map[key])) for p, key in zip(predictions, keys) if key in truth_map]
     if not pairs:
-        raise ValueError("no prediction matches a truth item by path")
+        raise DataError("no prediction matches a truth item by path")
     preds = [p for p, _ in pairs]
     truth_labels = [labels for _, labels in pairs]
     if multi_label is None:

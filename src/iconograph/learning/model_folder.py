@@ -27,6 +27,8 @@ from pathlib import Path
 
 from iconograph.backends import Backend, load_model
 from iconograph.engine.files import atomic_write_text
+from iconograph.engine.runs import RunStats
+from iconograph.errors import UserError
 from iconograph.learning.heads import Head, load_head
 
 MODEL_FILE = "iconograph-model.json"
@@ -34,7 +36,7 @@ FORMAT_VERSION = 1
 EMBEDDED_BACKBONE = "backbone"
 
 
-class ModelDirError(ValueError):
+class ModelDirError(UserError):
     """A model directory that cannot be used; one line for the user."""
 
 
@@ -83,6 +85,19 @@ class TrainedModel:
 
         embedder = embedder or self.embedder(**embedder_options)
         return list(iter_predictions(read_collection(sources), HeadClassifier(self.head, top_k), embedder))
+
+    def write_predictions(
+        self, sources: str | Iterable[str], out: str | Path | None, *, top_k: int | None = None, **embedder_options
+    ) -> RunStats:
+        """:meth:`predict` written as it runs to ``out`` (JSONL or CSV by suffix; ``None``: JSONL on
+        stdout); returns the run's counts."""
+        from iconograph.classification.classify import iter_predictions, write_predictions_run
+        from iconograph.reading.sources import read_collection
+
+        items = read_collection(sources)
+        embedder = self.embedder(**embedder_options)
+        predictions = iter_predictions(items, HeadClassifier(self.head, top_k), embedder)
+        return write_predictions_run(predictions, len(items), embedder, out)
 
     # ---- files ------------------------------------------------------------------------
 
@@ -178,6 +193,19 @@ class HeadClassifier:
 
     def predict(self, vectors):
         return self.head.decide(vectors, top_k=self.top_k)
+
+
+def run_predict(
+    model: str | Path,
+    sources: str | Iterable[str],
+    *,
+    out: str | Path | None = None,
+    top_k: int | None = None,
+    **embedder_options,
+) -> RunStats:
+    """Labels from the model folder ``model`` for every image (``iconograph predict``): see
+    :meth:`TrainedModel.write_predictions`."""
+    return TrainedModel.load(model).write_predictions(sources, out, top_k=top_k, **embedder_options)
 
 
 def _thresholds_csv(labels, thresholds) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from iconograph.errors import OptionError
 from iconograph.reading.sources import Item
 
 SPLITS = ("train", "val", "test")
@@ -86,7 +87,7 @@ def split_items(
     if items and all(item.meta.get("split") in SPLITS for item in items):
         return Split(*([i for i in items if i.meta["split"] == name] for name in SPLITS))
     if not 0 <= val < 1 or not 0 <= test < 1 or val + test >= 1:
-        raise ValueError(f"--val {val} and --test {test} must be fractions that leave images to train on")
+        raise OptionError(f"--val {val} and --test {test} must be fractions that leave images to train on")
     multi_label = is_multi_label_items(items) if multi_label is None else multi_label
     divide = _divide_multi_label if multi_label else _divide_single_label
     rest, test_items = divide(items, test, seed)

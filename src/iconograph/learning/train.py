@@ -21,12 +21,22 @@ import numpy as np
 
 from iconograph.backends import DEFAULT_MODEL, Backend, load_model
 from iconograph.engine.embed import Embedder
+from iconograph.errors import DataError, OptionError
 from iconograph.learning.heads import Head, make_head
 from iconograph.learning.model_folder import HeadClassifier, TrainedModel, describe_backbone
-from iconograph.learning.splits import MinCountRow, Split, drop_rare, is_multi_label_items, min_count_table, split_items
+from iconograph.learning.splits import (
+    MinCountRow,
+    Split,
+    drop_rare,
+    format_min_count_table,
+    is_multi_label_items,
+    min_count_table,
+    split_items,
+)
 from iconograph.reading.sources import Item, SourceError, path_key, read_collection
 
 FINETUNE = "finetune"
+HEAD_CHOICES = ("logistic", "svm", "knn", "mlp", "voting", FINETUNE)  # "linear" only holds fine-tuned weights
 TEST_PREDICTIONS = "test_predictions.jsonl"
 SPLITS_FILE = "splits.csv"
 
@@ -56,7 +66,7 @@ def labelled_items(sources: str | os.PathLike | Iterable, truth: str | os.PathLi
         ]
     items = [item for item in items if item.labels]
     if not items:
-        raise ValueError("no image in SOURCE has a label in TRUTH (images and truth are matched by path)")
+        raise DataError("no image in SOURCE has a label in TRUTH (images and truth are matched by path)")
     return items
 
 
@@ -76,7 +86,7 @@ def prepare_split(
     kept = drop_rare(items, min_count) if min_count else list(items)
     split = split_items(kept, val=val, test=test, seed=seed, multi_label=multi_label)
     if len({label for item in split.train for label in item.labels}) < 2:
-        raise ValueError("fewer than two classes left to train on (lower --min-count?)")
+        raise DataError("fewer than two classes left to train on (lower --min-count?)")
     return split, table
 
 
@@ -97,6 +107,7 @@ def train(
     finetune=None,
     resume: bool = False,
     keep_checkpoints: bool = False,
+    report: str | os.PathLike | None = None,
     log: Callable[[str], None] | None = None,
     **embedder_options,
 ) -> TrainedModel:
@@ -104,8 +115,65 @@ def train(
 
     >>> model = ig.train("coins/", "truth.csv", head="logistic", backbone="./my-clip", multi_label=True, out="m/")
     >>> model.info["metrics"]["test"]["f1_samples"]
+
+    ``report``: write the HTML report of the test split there (needs ``out``). ``log`` gets the
+    progress lines, and with ``min_count`` the table of classes kept.
     """
+    if isinstance(head, str) and head not in HEAD_CHOICES:
+        raise OptionError(f"--head must be one of {', '.join(HEAD_CHOICES)}")
+    if report is not None and out is None:
+        raise OptionError("--report needs --out: the report is made from the model folder's test predictions")
     log = log or (lambda message: None)
+    model = _fit(
+        sources,
+        truth,
+        head=head,
+        backbone=backbone,
+        out=out,
+        multi_label=multi_label,
+        min_count=min_count,
+        val=val,
+        test=test,
+        seed=seed,
+        max_labels=max_labels,
+        head_params=head_params,
+        finetune=finetune,
+        resume=resume,
+        keep_checkpoints=keep_checkpoints,
+        log=log,
+        **embedder_options,
+    )
+    if min_count:
+        log(format_min_count_table([MinCountRow(**row) for row in model.info["min_count"]["table"]]))
+    if report is not None and model.info["metrics"].get("test"):
+        from iconograph.evaluation.report import write_full_report
+
+        title = f"{model.head.kind} head, test split"
+        write_full_report(Path(out) / TEST_PREDICTIONS, test_split_truth(out), report, title=title)
+        log(f"report -> {report}")
+    return model
+
+
+def _fit(
+    sources,
+    truth,
+    *,
+    head,
+    backbone,
+    out,
+    multi_label,
+    min_count,
+    val,
+    test,
+    seed,
+    max_labels,
+    head_params,
+    finetune,
+    resume,
+    keep_checkpoints,
+    log: Callable[[str], None],
+    **embedder_options,
+) -> TrainedModel:
     items = labelled_items(sources, truth)
     multi_label = is_multi_label_items(items) if multi_label is None else multi_label
     split, table = prepare_split(items, min_count=min_count, val=val, test=test, seed=seed, multi_label=multi_label)
@@ -114,7 +182,7 @@ def train(
     kind = head if isinstance(head, str) else head.kind
     if kind == FINETUNE:
         if out is None:
-            raise ValueError("fine-tuning needs --out: the tuned backbone is saved in the model folder")
+            raise OptionError("fine-tuning needs --out: the tuned backbone is saved in the model folder")
         return _finetune(
             backend,
             split,
@@ -191,6 +259,26 @@ def write_splits(split: Split, path: Path) -> None:
         writer.writerow(["path", "labels", "split"])
         for item, name in split.assignments():
             writer.writerow([str(Path(item.path).resolve()), LABEL_SEPARATOR.join(item.labels), name])
+
+
+def split_truth(
+    truth,
+    min_count: Sequence[int] = (1,),
+    *,
+    out: str | os.PathLike | None = None,
+    multi_label: bool | None = None,
+    val: float = 0.1,
+    test: float = 0.1,
+    seed: int = 0,
+) -> list[MinCountRow]:
+    """Images per split and classes left for each ``min_count`` threshold (``iconograph split``);
+    with ``out``, the split for the first threshold is written as ``path,labels,split`` CSV."""
+    items = labelled_items(truth)
+    rows = min_count_table(items, min_count, val=val, test=test, seed=seed, multi_label=multi_label)
+    if out is not None:
+        kept = drop_rare(items, min_count[0])
+        write_splits(split_items(kept, val=val, test=test, seed=seed, multi_label=multi_label), out)
+    return rows
 
 
 def test_split_truth(model_dir: str | os.PathLike) -> list[Item]:

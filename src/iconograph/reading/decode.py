@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from iconograph.errors import one_line as clip_line
+
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
 
 IMAGE_EXTENSIONS = frozenset(
@@ -172,8 +174,7 @@ def _scale_to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 
 def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]
+    return clip_line(exc, 300) or type(exc).__name__
 
 
 def is_image_path(path: str | Path) -> bool:

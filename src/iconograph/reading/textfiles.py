@@ -22,11 +22,13 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from iconograph.errors import UserError
+
 MAX_FIELD_SIZE = 1024 * 1024  # characters in one CSV field (the csv module's default is 128 KiB)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
-class SourceError(ValueError):
+class SourceError(UserError):
     """A source that cannot be read at all (missing, unknown format, malformed table)."""
 
 

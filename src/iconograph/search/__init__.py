@@ -31,6 +31,7 @@ from iconograph.search.reviews import (
     ReviewError,
     ReviewLog,
 )
+from iconograph.search.run import SearchResult, export_collection, index_collection, search_collection
 from iconograph.search.vectors import DEFAULT_ANN_THRESHOLD, IndexState, SearchHit, VectorTable
 
 __all__ = [
@@ -52,10 +53,14 @@ __all__ = [
     "ReviewLog",
     "SearchCollection",
     "SearchHit",
+    "SearchResult",
     "TaggerConfig",
     "VectorTable",
+    "export_collection",
     "export_predictions",
     "export_reviews",
+    "index_collection",
     "list_collections",
     "open_collection",
+    "search_collection",
 ]

@@ -24,6 +24,7 @@ import numpy as np
 
 from iconograph.classification.results import LabelScore, Prediction
 from iconograph.engine.store import Store
+from iconograph.errors import UserError
 from iconograph.reading.sources import path_key, read_collection
 from iconograph.search.reviews import ImageReview, Review, ReviewLog
 from iconograph.search.vectors import DEFAULT_ANN_THRESHOLD, IndexState, SearchHit, VectorTable, sql_string
@@ -33,7 +34,7 @@ DEFAULT_COLLECTION = "default"
 META_TTL = 2.0  # seconds
 
 
-class CollectionError(ValueError):
+class CollectionError(UserError):
     """A collection that does not exist or cannot be used as asked; one line for the user."""
 
 

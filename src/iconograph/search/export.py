@@ -14,6 +14,7 @@ from pathlib import Path
 
 from iconograph.classification.results import write_predictions
 from iconograph.engine.files import RecordWriter
+from iconograph.errors import OptionError
 from iconograph.reading.sources import LABEL_SEPARATOR
 
 
@@ -21,7 +22,7 @@ def export_reviews(collection, out: str | Path, *, include_predicted: bool = Fal
     """Write the reviewed images' labels; returns the number of rows."""
     out = Path(out)
     if out.suffix.lower() not in (".jsonl", ".ndjson", ".csv", ".tsv"):
-        raise ValueError(f"{out}: reviewed labels can be written as .csv, .tsv or .jsonl")
+        raise OptionError(f"{out}: reviewed labels can be written as .csv, .tsv or .jsonl")
     with RecordWriter(out, columns=("path", "labels"), csv_row=_labels_row) as writer:
         for view in collection.items(reviewed=True):
             labels = view.effective_labels() if include_predicted else view.confirmed_labels()

@@ -26,6 +26,7 @@ from typing import Literal, get_args
 
 import pyarrow as pa
 
+from iconograph.errors import UserError
 from iconograph.reading.sources import MAX_LABEL_LENGTH
 
 Action = Literal["accept", "reject", "add", "remove"]
@@ -60,7 +61,7 @@ def _writer(key: str) -> _Writer:
         return _WRITERS.setdefault(key, _Writer())
 
 
-class ReviewError(ValueError):
+class ReviewError(UserError):
     """A decision that cannot be recorded (unknown action, empty or too long label, bad box)."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from torch import nn
 
 from iconograph.backends.base import Backend
+from iconograph.errors import OptionError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".ckpt")
 
@@ -127,7 +128,7 @@ def trainable_encoder(backend: Backend) -> TrainableEncoder:
         return TimmEncoder(backend)
     if backend.name == "transformers":
         return HFEncoder(backend)
-    raise ValueError(
+    raise OptionError(
         f"fine-tuning needs a timm or transformers backbone; {backend.spec} is a {backend.name} model "
         f"(train a head on its embeddings instead: --head logistic)"
     )

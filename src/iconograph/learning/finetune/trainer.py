@@ -28,6 +28,7 @@ from torch import nn
 from iconograph.backends.base import Backend, resolve_device, set_torch_threads
 from iconograph.engine.files import atomic_open
 from iconograph.engine.progress import progress_bar
+from iconograph.errors import OptionError
 from iconograph.learning.finetune.data import ImageDataset, collate_skipping_failures, training_transform
 from iconograph.learning.finetune.encoder import TrainableEncoder, count_trainable, trainable_encoder
 
@@ -340,10 +341,10 @@ class FineTuner:
     def _restore(self, directory: Path, optimizer, scheduler):
         state = torch.load(directory / CHECKPOINT, map_location=self.device, weights_only=True)
         if state["classes"] != self.classes:
-            raise ValueError(f"{directory / CHECKPOINT} was trained on other classes; cannot resume")
+            raise OptionError(f"{directory / CHECKPOINT} was trained on other classes; cannot resume")
         changed = changed_settings(state["config"], _plain(asdict(self.config)))
         if changed:
-            raise ValueError(
+            raise OptionError(
                 f"cannot resume {directory / CHECKPOINT}: it was trained with {', '.join(changed)}; "
                 "resume with the same settings, or start again without --resume"
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from iconograph.errors import OptionError
 from iconograph.learning.heads.base import HEAD_FILE, Head, binarize, label_sets
 from iconograph.learning.heads.estimators import KNNHead, MLPHead, SVMHead
 from iconograph.learning.heads.linear import LinearHead, LogisticHead
@@ -24,7 +25,7 @@ HEADS: dict[str, type[Head]] = {
 
 def make_head(kind: str, **params) -> Head:
     if kind not in HEADS:
-        raise ValueError(f"unknown head '{kind}'; choose from {', '.join(HEADS)}")
+        raise OptionError(f"unknown head '{kind}'; choose from {', '.join(HEADS)}")
     return HEADS[kind](**params)
 
 

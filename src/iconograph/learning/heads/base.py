@@ -38,6 +38,7 @@ from iconograph.classification.decisions import (
 from iconograph.classification.decisions import decide as decide_labels
 from iconograph.classification.results import LabelScore
 from iconograph.engine.files import atomic_write_text
+from iconograph.errors import DataError
 
 HEAD_FILE = "head.json"
 
@@ -106,7 +107,7 @@ class Head(ClassifierMixin, BaseEstimator):
         self.multi_label_ = multi_label if self.multi_label is None else bool(self.multi_label)
         if len(self.classes_) < 2:
             n = len(self.classes_)
-            raise ValueError(f"a head needs at least two classes; found {n} class: {self.classes_}")
+            raise DataError(f"a head needs at least two classes; found {n} class: {self.classes_}")
         self.thresholds_ = np.full(len(self.classes_), DEFAULT_THRESHOLD)
         val = None
         if eval_set is not None and len(eval_set[1]):

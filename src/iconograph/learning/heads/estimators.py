@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from iconograph.engine.files import atomic_target
+from iconograph.errors import UserError
 from iconograph.learning.heads.base import Head, validation_score
 
 ESTIMATOR_FILE = "estimator.skops"
@@ -37,7 +38,7 @@ def load_estimator(path: Path):
     untrusted = sio.get_untrusted_types(file=path)
     foreign = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
     if foreign:
-        raise ValueError(f"{path}: refusing to load types outside scikit-learn/NumPy/SciPy: {', '.join(foreign)}")
+        raise UserError(f"{path}: refusing to load types outside scikit-learn/NumPy/SciPy: {', '.join(foreign)}")
     return sio.load(path, trusted=untrusted)
 
 

@@ -1,0 +1,69 @@
+"""One call per command: evaluate a predictions file (labels or boxes), write the full report."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def evaluate_files(
+    predictions: str | os.PathLike,
+    truth: str | os.PathLike,
+    *,
+    report: str | os.PathLike | None = None,
+    json_out: str | os.PathLike | None = None,
+    multi_label: bool | None = None,
+) -> dict:
+    """Metrics of a predictions file against the truth (``iconograph evaluate``): label metrics,
+    or COCO box metrics when the records have boxes; optionally written as JSON and as an HTML
+    report. ``metrics["task"]`` says which (``detection`` for boxes)."""
+    from iconograph.boxes import evaluate_detections, is_detection_file
+    from iconograph.engine.files import atomic_write_text
+
+    boxes = is_detection_file(predictions)
+    if boxes:
+        metrics = evaluate_detections(predictions, truth)
+    else:
+        from iconograph.evaluation.metrics import evaluate
+
+        metrics = evaluate(predictions, truth, multi_label=multi_label)
+    if json_out:
+        atomic_write_text(json_out, json.dumps(metrics, indent=2))
+    if report and boxes:
+        from iconograph.evaluation.report.detection import write_detection_report
+
+        write_detection_report(metrics, report)
+    elif report:
+        from iconograph.evaluation.report import write_full_report
+
+        write_full_report(predictions, truth, report, metrics=metrics, multi_label=multi_label)
+    return metrics
+
+
+def report_files(
+    predictions: str | os.PathLike,
+    truth: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    model: str | None = None,
+    map_method: str = "auto",
+    title: str = "iconograph evaluation",
+    multi_label: bool | None = None,
+    **embedder_options,
+) -> Path:
+    """The evaluation report (``iconograph report``); the embedding map uses ``model`` (a backbone
+    or a model folder written by ``train``), else the scores."""
+    from iconograph.evaluation.report import write_full_report
+
+    embedder = None
+    if model:
+        from iconograph.engine.embed import Embedder
+        from iconograph.learning.model_folder import TrainedModel, is_model_dir
+
+        device = embedder_options.get("device")
+        spec = TrainedModel.load(model).load_backbone(device) if is_model_dir(model) else model
+        embedder = Embedder(spec, **embedder_options)
+    return write_full_report(
+        predictions, truth, out, embedder=embedder, map_method=map_method, title=title, multi_label=multi_label
+    )
