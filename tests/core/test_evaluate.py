@@ -100,3 +100,20 @@ def test_evaluate_without_matches_is_a_clear_error(tmp_path):
     truth.write_text("path,labels\na.jpg,cat\n")
     result = run_cli("evaluate", preds, "--truth", truth)
     assert result.returncode == 2 and "no prediction matches" in result.stderr
+
+
+def test_one_class_truth_repeated_predictions_and_unlabelled_single_label_images(tmp_path):
+    import pytest
+
+    import iconograph as ig
+    from iconograph.classification.results import LabelScore, Prediction
+    from iconograph.errors import DataError
+
+    a, b = str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")
+    predictions = [Prediction(a, (LabelScore("cat", 0.9),)), Prediction(b, ())]
+    one_class = ig.evaluate(predictions, {a: ["cat"], b: ["cat"]})
+    assert (one_class["accuracy"], one_class["f1_samples"]) == (0.5, 0.5)  # scikit-learn refused one column
+    with pytest.raises(DataError, match="list one image twice"):
+        ig.evaluate([*predictions, Prediction(str(tmp_path / "." / "a.jpg"), ())], {a: ["cat"]})
+    with pytest.raises(DataError, match="1 evaluated images have no truth label"):
+        ig.evaluate(predictions, {a: ["cat"], b: []}, multi_label=False)

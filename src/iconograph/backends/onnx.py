@@ -31,6 +31,7 @@ import numpy as np
 
 from iconograph.backends.base import Backend, ModelNotFoundError
 from iconograph.engine.fingerprint import digest, file_digest
+from iconograph.errors import OptionError
 
 PREFIX = "onnx:"
 DEFAULT_DATA_CONFIG = {
@@ -249,7 +250,7 @@ def export_onnx(spec: str, path: str | Path, opset: int = 17) -> Path:
 
     backend = load_model(spec, "cpu")
     if backend.name != "timm":
-        raise ValueError(f"export_onnx exports timm backbones; {spec} is a {backend.name} model")
+        raise OptionError(f"export_onnx exports timm backbones; {spec} is a {backend.name} model")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(1, *backend.data_config["input_size"])

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from iconograph.backends.base import Backend, ModelNotFoundError
 from iconograph.engine.fingerprint import digest, directory_digest, file_digest
+from iconograph.errors import OptionError
 
 PREFIX = "timm:"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -150,4 +151,4 @@ def _load_backbone_weights(model, checkpoint: Path) -> None:
     unexpected = [k for k in result.unexpected_keys if not k.startswith(classifiers)]
     if result.missing_keys or unexpected:
         wrong = (result.missing_keys or unexpected)[:3]
-        raise ValueError(f"{checkpoint} does not fit {model.pretrained_cfg.get('architecture')}: keys {wrong}")
+        raise OptionError(f"{checkpoint} does not fit {model.pretrained_cfg.get('architecture')}: keys {wrong}")

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from iconograph.classification.results import LabelScore
+from iconograph.errors import OptionError
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_TOP_K = 5
@@ -56,13 +57,13 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def check_threshold(value) -> float:
-    """``value`` as a float in [0, 1]; anything else (nan, inf, 2, -0.1, text) is a ``ValueError``."""
+    """``value`` as a float in [0, 1]; anything else (nan, inf, 2, -0.1, text) is an ``OptionError``."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = math.nan
     if isinstance(value, bool) or not 0.0 <= number <= 1.0:  # also false for nan
-        raise ValueError(f"threshold {value!r} is not a number from 0 to 1")
+        raise OptionError(f"threshold {value!r} is not a number from 0 to 1")
     return number
 
 

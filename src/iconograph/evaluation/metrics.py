@@ -79,6 +79,7 @@ def match(
     if not any(truth_map.values()):
         raise DataError("the truth has no labels: nothing to evaluate")
     keys = [path_key(p.path) for p in predictions]
+    _refuse_repeated_predictions(predictions, keys)
     pairs = [(p, tuple(truth_map[key])) for p, key in zip(predictions, keys) if key in truth_map]
     if not pairs:
         raise DataError("no prediction matches a truth item by path")
@@ -86,6 +87,12 @@ def match(
     truth_labels = [labels for _, labels in pairs]
     if multi_label is None:
         multi_label = any(len(labels) != 1 for labels in truth_labels)
+    unlabelled = sum(not labels for labels in truth_labels)
+    if not multi_label and unlabelled:
+        raise DataError(
+            f"{unlabelled} evaluated images have no truth label; single-label evaluation needs one label "
+            "per image (evaluate them as multi-label, or leave them out of the truth)"
+        )
     classes = sorted({lab for labels in truth_labels for lab in labels} | {ls.label for p in preds for ls in p.labels})
     index = {c: i for i, c in enumerate(classes)}
     scores = np.zeros((len(preds), len(classes)))
@@ -112,6 +119,17 @@ def match(
         scores,
         counts,
     )
+
+
+def _refuse_repeated_predictions(predictions: Sequence[Prediction], keys: list[str]) -> None:
+    """An image predicted twice would be counted twice: refuse it, as repeated truth rows are."""
+    first: dict[str, str] = {}
+    for prediction, key in zip(predictions, keys):
+        if key in first:
+            raise DataError(
+                f"the predictions list one image twice ({first[key]!r} and {prediction.path!r}); keep one record per image"
+            )
+        first[key] = prediction.path
 
 
 def _truth_items(truth) -> list[Item]:
@@ -151,6 +169,14 @@ def _per_class(y_true, y_pred, classes: list[str]) -> dict:
     }
 
 
+def _samples_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    if truth.shape[1] == 1:  # scikit-learn reads one column as binary, not as label sets: add an empty one
+        truth, predicted = (np.hstack([m, np.zeros_like(m)]) for m in (truth, predicted))
+    return float(f1_score(truth, predicted, average="samples", zero_division=0))
+
+
 def _mean_average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
     from sklearn.metrics import average_precision_score
 
@@ -174,7 +200,7 @@ def single_label_metrics(matched: Matched) -> dict:
         "top5_accuracy": float(top5),
         "f1_micro": float(f1_score(y_true, y_pred, labels=classes, average="micro", zero_division=0)),
         "f1_macro": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
-        "f1_samples": float(f1_score(matched.truth, matched.predicted, average="samples", zero_division=0)),
+        "f1_samples": _samples_f1(matched.truth, matched.predicted),
         "mAP": _mean_average_precision(matched.truth, matched.scores),
         "per_class": _per_class(y_true, y_pred, classes),
         "confusion": {
@@ -193,7 +219,7 @@ def multilabel_metrics(matched: Matched) -> dict:
         "accuracy": float(accuracy_score(truth, predicted)),  # exact set match
         "f1_micro": float(f1_score(truth, predicted, average="micro", zero_division=0)),
         "f1_macro": float(f1_score(truth, predicted, average="macro", zero_division=0)),
-        "f1_samples": float(f1_score(truth, predicted, average="samples", zero_division=0)),
+        "f1_samples": _samples_f1(truth, predicted),
         "mAP": _mean_average_precision(truth, matched.scores),
         "per_class": _per_class(truth, predicted, matched.classes),
     }

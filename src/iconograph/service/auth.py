@@ -14,6 +14,8 @@ from pathlib import Path
 
 from starlette.responses import JSONResponse
 
+from iconograph.errors import OptionError
+
 COOKIE = "iconograph_token"
 
 
@@ -25,7 +27,7 @@ def load_or_create_token(path: str | os.PathLike | None) -> str:
     if path.exists():
         token = path.read_text(encoding="utf-8").strip()
         if len(token) < 16:
-            raise ValueError(f"{path}: the token must be at least 16 characters")
+            raise OptionError(f"{path}: the token must be at least 16 characters")
         return token
     token = secrets.token_urlsafe(32)
     path.parent.mkdir(parents=True, exist_ok=True)
