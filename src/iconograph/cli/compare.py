@@ -21,7 +21,6 @@ from iconograph.cli.common import (
     WorkersOpt,
     app,
     fail,
-    make_embedder,
     user_errors,
 )
 
@@ -32,19 +31,22 @@ def spread_multi_values(args: list[str], options: tuple[str, ...] = MULTI_VALUE)
     """``--templates a b c`` -> ``--templates a --templates b --templates c``: the values run to the
     next argument that starts with ``-`` (``--`` ends them and is dropped)."""
     out: list[str] = []
-    current = None
+    current, taken = None, False
     for arg in args:
         if current is not None and not arg.startswith("-"):
             out += [current, arg]
+            taken = True
             continue
+        if current is not None and not taken:
+            out.append(current)  # an option with no value: let the parser say so
         if current is not None and arg == "--":
             current = None
             continue
-        current = arg if arg in options else None
+        current, taken = (arg if arg in options else None), False
         if current is None:
             out.append(arg)
-    if current is not None:
-        out.append(current)  # an option with no value: let the parser say so
+    if current is not None and not taken:
+        out.append(current)
     return out
 
 
@@ -112,6 +114,7 @@ def compare(
     """Compare template sets and models on a labelled collection: one row per (model, template set)."""
     from iconograph.classification.zeroshot import parse_label_list, read_labels_file
     from iconograph.cli.core import parse_threshold
+    from iconograph.engine.store import Store
     from iconograph.evaluation.compare import compare as run_compare
     from iconograph.evaluation.compare import print_table
 
@@ -122,19 +125,25 @@ def compare(
     twice = next((m for m in specs if specs.count(m) > 1), None)
     if twice is not None:
         fail(f"model {twice!r} is given twice")
-    embedders = {m: make_embedder(m, store, no_cache, batch_size, workers, device, progress, runtime) for m in specs}
     result = run_compare(
         sources,
         truth,
         names,
         templates=templates or ["default"],
-        models=embedders,
+        models=specs,
         ensemble=ensemble,
         multi_label=multi_label,
         threshold=parse_threshold(threshold),
         top_k=top_k,
         neutral=neutral,
         sort=sort,
+        store=Store(store) if store else None,
+        use_cache=not no_cache,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        progress=progress,
+        runtime=runtime,
     )
     if json_out:
         result.write_json(json_out)
@@ -143,9 +152,10 @@ def compare(
     if report:
         result.write_report(report)
     print_table(result)
-    computed = sum(e.stats.computed for e in embedders.values())
-    cached = sum(e.stats.cached for e in embedders.values())
-    failed = max((e.stats.failed for e in embedders.values()), default=0)
+    per_model = {row["model"]: row for row in result.rows}.values()
+    computed = sum(row["images_computed"] for row in per_model)
+    cached = sum(row["images_cached"] for row in per_model)
+    failed = result.rows[0]["images_failed"] if result.rows else 0
     n = result.rows[0]["counts"]["predictions"] if result.rows else 0
     written = ", ".join(str(p) for p in (json_out, csv_out, report) if p)
     typer.echo(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from iconograph.backends import DEFAULT_MODEL, Backend
 from iconograph.classification.results import Prediction
-from iconograph.classification.zeroshot import LabelError, ZeroShotClassifier, load_templates
+from iconograph.classification.zeroshot import TEMPLATE_SETS, LabelError, ZeroShotClassifier, load_templates
 from iconograph.engine.embed import Embedder
 from iconograph.evaluation.metrics import evaluate, read_truth
 from iconograph.reading.sources import Item, SourceError, read_collection
@@ -37,6 +37,7 @@ CSV_COLUMNS = (
     *METRICS,
     "images_computed",
     "images_cached",
+    "images_failed",
     "seconds_per_1000_images",
     "text_seconds",
     "evaluated",
@@ -57,7 +58,7 @@ class Comparison:
     """One row per (model, template set), best first by ``sort``.
 
     Each row has :func:`evaluate`'s keys (``accuracy``, ``f1_macro``, ``per_class``, ``counts``, ...)
-    plus ``model``, ``templates``, ``n_templates``, ``images_computed``, ``images_cached``,
+    plus ``model``, ``templates``, ``n_templates``, ``images_computed``, ``images_cached``, ``images_failed``,
     ``seconds_per_1000_images`` (image embedding time in this run per 1000 images it computed;
     ``None`` when every embedding came from the cache) and ``text_seconds`` (the set's prompts).
     """
@@ -119,6 +120,11 @@ def template_set(argument: str | Sequence[str]) -> TemplateSet:
         return TemplateSet(" | ".join(templates), templates)
     if "{}" in argument and not Path(argument).is_file():
         return TemplateSet(argument, load_templates([argument]))
+    if argument not in TEMPLATE_SETS and not Path(argument).is_file():
+        raise LabelError(
+            f"template set {argument!r} is neither a built-in set ({', '.join(TEMPLATE_SETS)}), "
+            "a file, nor a template with '{}'"
+        )
     return TemplateSet(argument, load_templates(argument))
 
 
@@ -227,6 +233,7 @@ def compare(
                     **metrics,
                     "images_computed": computed,
                     "images_cached": cached,
+                    "images_failed": int((~ok).sum()),
                     "seconds_per_1000_images": 1000 * seconds / computed if computed else None,
                     "text_seconds": text_seconds,
                 }
