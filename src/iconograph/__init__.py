@@ -28,6 +28,7 @@ _LEARN = {
     "load_head": ("iconograph.learning.heads", "load_head"),
     "split_items": ("iconograph.learning.splits", "split_items"),
     "write_full_report": ("iconograph.evaluation.report", "write_full_report"),
+    "compare": ("iconograph.evaluation.compare", "compare"),
 }
 
 
@@ -61,6 +62,7 @@ __all__ = [
     "__version__",
     "caption",
     "classify",
+    "compare",
     "describe",
     "detect",
     "evaluate",

@@ -36,7 +36,8 @@ from iconograph.errors import UserError
 from iconograph.reading.sources import clean_label
 from iconograph.reading.textfiles import read_csv, read_json, read_lines
 
-TEMPLATE_SETS = ("default", "openai", "photo", "none")
+TEMPLATE_SETS = ("default", "openai", "photo", "none", "imagenet", "cifar10", "coins", "artworks", "products")
+TEMPLATE_FILES = {"imagenet": "openai"}  # CLIP's 80 ImageNet templates are the openai set
 
 
 class LabelError(UserError):
@@ -44,14 +45,14 @@ class LabelError(UserError):
 
 
 def load_templates(templates: str | Sequence[str] | None = "default") -> list[str]:
-    """A built-in set (``default``, ``openai``, ``photo``, ``none``), a file (one per line), or a list."""
+    """A built-in set (:data:`TEMPLATE_SETS`), a file (one per line, ``#`` comments), or a list."""
     if templates is None:
         templates = "default"
     if isinstance(templates, str):
         if templates in TEMPLATE_SETS:
             text = (
                 resources.files("iconograph.classification")
-                .joinpath(f"templates/{templates}.txt")
+                .joinpath(f"templates/{TEMPLATE_FILES.get(templates, templates)}.txt")
                 .read_text(encoding="utf-8")
             )
             lines = text.splitlines()
