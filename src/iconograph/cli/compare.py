@@ -20,7 +20,8 @@ from iconograph.cli.common import (
     StoreOpt,
     WorkersOpt,
     app,
-    fail,
+    embedder_options,
+    report_run,
     user_errors,
 )
 
@@ -112,38 +113,24 @@ def compare(
     runtime: RuntimeOpt = "auto",
 ):
     """Compare template sets and models on a labelled collection: one row per (model, template set)."""
-    from iconograph.classification.zeroshot import parse_label_list, read_labels_file
-    from iconograph.cli.core import parse_threshold
-    from iconograph.engine.store import Store
+    from iconograph.classification.classify import parse_threshold
     from iconograph.evaluation.compare import compare as run_compare
     from iconograph.evaluation.compare import print_table
 
-    if (labels is None) == (labels_file is None):
-        fail("give exactly one of --labels or --labels-file")
-    names = parse_label_list(labels) if labels is not None else read_labels_file(labels_file)
-    specs = model or [DEFAULT_MODEL]
-    twice = next((m for m in specs if specs.count(m) > 1), None)
-    if twice is not None:
-        fail(f"model {twice!r} is given twice")
     result = run_compare(
         sources,
         truth,
-        names,
+        labels,
+        labels_file=labels_file,
         templates=templates or ["default"],
-        models=specs,
+        models=model or [DEFAULT_MODEL],
         ensemble=ensemble,
         multi_label=multi_label,
         threshold=parse_threshold(threshold),
         top_k=top_k,
         neutral=neutral,
         sort=sort,
-        store=Store(store) if store else None,
-        use_cache=not no_cache,
-        batch_size=batch_size,
-        workers=workers,
-        device=device,
-        progress=progress,
-        runtime=runtime,
+        **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime),
     )
     if json_out:
         result.write_json(json_out)
@@ -152,14 +139,5 @@ def compare(
     if report:
         result.write_report(report)
     print_table(result)
-    per_model = {row["model"]: row for row in result.rows}.values()
-    computed = sum(row["images_computed"] for row in per_model)
-    cached = sum(row["images_cached"] for row in per_model)
-    failed = result.rows[0]["images_failed"] if result.rows else 0
-    n = result.rows[0]["counts"]["predictions"] if result.rows else 0
     written = ", ".join(str(p) for p in (json_out, csv_out, report) if p)
-    typer.echo(
-        f"{n} images: {n - failed} ok, {failed} failed; {computed} embeddings computed, {cached} from cache"
-        + (f" -> {written}" if written else ""),
-        err=True,
-    )
+    report_run(result.run_stats(written or None), strict=False)

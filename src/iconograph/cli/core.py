@@ -39,7 +39,10 @@ def classify(
     model: ModelOpt = DEFAULT_MODEL,
     templates: Annotated[
         str,
-        typer.Option("--templates", help="default | openai | photo | none | a file with one '{}' template per line."),
+        typer.Option(
+            "--templates",
+            help="A template set (default, openai/imagenet, photo, none, cifar10, coins, artworks, products) or a file with one '{}' template per line.",
+        ),
     ] = "default",
     multi_label: Annotated[
         bool, typer.Option("--multi-label", help="Independent per-label scores; keep labels at/above the threshold.")

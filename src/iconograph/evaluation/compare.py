@@ -22,9 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iconograph.backends import DEFAULT_MODEL, Backend
+from iconograph.classification.classify import choose_labels
 from iconograph.classification.results import Prediction
 from iconograph.classification.zeroshot import TEMPLATE_SETS, LabelError, ZeroShotClassifier, load_templates
 from iconograph.engine.embed import Embedder
+from iconograph.engine.runs import RunStats
+from iconograph.errors import OptionError
 from iconograph.evaluation.metrics import evaluate, read_truth
 from iconograph.reading.sources import Item, SourceError, read_collection
 
@@ -83,6 +86,18 @@ class Comparison:
             "template_sets": {s.name: s.templates for s in self.template_sets},
             "rows": self.rows,
         }
+
+    def run_stats(self, out: str | None = None) -> RunStats:
+        """The summary-line counts: images once, embeddings summed over the models."""
+        per_model = {row["model"]: row for row in self.rows}.values()
+        first = self.rows[0] if self.rows else {"images_failed": 0, "counts": {"predictions": 0}}
+        return RunStats(
+            first["counts"]["predictions"],
+            first["images_failed"],
+            sum(row["images_computed"] for row in per_model),
+            sum(row["images_cached"] for row in per_model),
+            out,
+        )
 
     def write_json(self, path: str | os.PathLike) -> Path:
         import json
@@ -166,8 +181,9 @@ def sort_rows(rows: list[dict], metric: str) -> list[dict]:
 def compare(
     sources: str | os.PathLike | Iterable[str | os.PathLike],
     truth: str | os.PathLike | Sequence[Item] | Mapping[str, Sequence[str]],
-    labels: Sequence[str] | None = None,
+    labels: str | Sequence[str] | None = None,
     *,
+    labels_file: str | os.PathLike | None = None,
     templates: Iterable[str | Sequence[str]] = ("default",),
     models: Iterable[str | Backend | Embedder] | Mapping[str, str | Backend | Embedder] = (DEFAULT_MODEL,),
     ensemble: bool = False,
@@ -180,7 +196,7 @@ def compare(
 ) -> Comparison:
     """Every (model, template set) on ``sources``, scored against ``truth``.
 
-    ``labels=None`` takes the truth's classes. ``models`` are model specs, backends or ready
+    ``labels`` (a list or a comma-separated string) or ``labels_file``; neither takes the truth's classes. ``models`` are model specs, backends or ready
     :class:`Embedder` objects (then ``embedder_options`` do not apply to them), or a mapping of
     row names to them. Metrics are
     :func:`evaluate`'s with its default task (multi-label when some truth image has other than
@@ -189,9 +205,9 @@ def compare(
     """
     sets = resolve_template_sets(templates, ensemble=ensemble)
     truth_items = truth if isinstance(truth, Mapping) else read_truth(truth) if _is_path(truth) else list(truth)
-    if labels is None:
+    if labels is None and labels_file is None:
         labels = sorted({label for item in _items(truth_items) for label in item.labels or ()})
-    labels = list(labels)
+    labels = choose_labels(labels, labels_file)
     if sort is not None and sort not in (*METRICS, "seconds_per_1000_images"):
         raise LabelError(f"cannot sort by {sort!r}; choose from {', '.join((*METRICS, 'seconds_per_1000_images'))}")
     items = read_collection(sources)
@@ -201,6 +217,10 @@ def compare(
     models = list(models.items()) if isinstance(models, Mapping) else [(None, m) for m in models]
     if not models:
         raise LabelError("give at least one model")
+    specs = [model for _, model in models if isinstance(model, str)]
+    twice = next((spec for spec in specs if specs.count(spec) > 1), None)
+    if twice is not None:
+        raise OptionError(f"model {twice!r} is given twice")
     # Check every label and template before any model is loaded or image embedded.
     classifiers = [
         ZeroShotClassifier(
