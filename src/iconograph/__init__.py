@@ -8,7 +8,7 @@
 
 from iconograph._version import __version__
 from iconograph.backends import DEFAULT_MODEL, Backend, ModelNotFoundError, load_model, register_backend
-from iconograph.boxes import BoxDataset, Detections, evaluate_detections, read_boxes
+from iconograph.boxes import BoxDataset, Detections, read_boxes
 from iconograph.classification.classify import classify, iter_predictions
 from iconograph.classification.results import LabelScore, Prediction, read_predictions, write_predictions
 from iconograph.classification.zeroshot import ZeroShotClassifier, load_templates
@@ -17,6 +17,7 @@ from iconograph.description.captions import Captioner, caption
 from iconograph.detection import OwlDetector, detect
 from iconograph.engine.embed import Embedder, ImageEmbeddings
 from iconograph.engine.store import Store
+from iconograph.evaluation.detections import evaluate_detections
 from iconograph.evaluation.metrics import evaluate
 from iconograph.reading.decode import DecodeError, read_image
 from iconograph.reading.sources import Item, read_collection, read_image_folder

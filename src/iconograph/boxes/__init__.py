@@ -1,9 +1,8 @@
 """Boxes: the ``Detections`` value object, IoU and NMS (torchvision.ops), COCO / Pascal VOC / YOLO
-readers and writers, and COCO metrics (pycocotools)."""
+readers and writers. Their metrics (pycocotools) are :mod:`iconograph.evaluation.detections`."""
 
 from iconograph.boxes.detections import Detections, box_iou, nms
 from iconograph.boxes.formats import FORMATS, BoxDataset, ImageBoxes, image_size, read_boxes
-from iconograph.boxes.metrics import evaluate_detections, is_detection_file, read_detection_records
 
 __all__ = [
     "FORMATS",
@@ -11,10 +10,7 @@ __all__ = [
     "Detections",
     "ImageBoxes",
     "box_iou",
-    "evaluate_detections",
     "image_size",
-    "is_detection_file",
     "nms",
     "read_boxes",
-    "read_detection_records",
 ]

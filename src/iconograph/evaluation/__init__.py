@@ -1,1 +1,1 @@
-"""Checking predictions against truth: metrics and the HTML reports."""
+"""Checking predictions against truth: metrics for labels and boxes, comparisons, and the HTML reports."""

@@ -18,8 +18,8 @@ def evaluate_files(
     """Metrics of a predictions file against the truth (``iconograph evaluate``): label metrics,
     or COCO box metrics when the records have boxes; optionally written as JSON and as an HTML
     report. ``metrics["task"]`` says which (``detection`` for boxes)."""
-    from iconograph.boxes import evaluate_detections, is_detection_file
     from iconograph.engine.files import atomic_write_text
+    from iconograph.evaluation.detections import evaluate_detections, is_detection_file
 
     boxes = is_detection_file(predictions)
     if boxes:

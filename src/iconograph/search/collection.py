@@ -528,7 +528,7 @@ class SearchCollection:
         :meth:`candidates`). A path that names no indexed item: :class:`NotInCollection`.
 
         Whether the item's file may be read and sent is not decided here: the service checks
-        where the file really lies (``iconograph.service.files``).
+        where the file really lies (``iconograph.service.servable``).
         """
         rows = self._rows()
         for candidate in self.candidates(path):

@@ -27,7 +27,7 @@ __all__ = ["ServiceConfig", "create_app"]
 
 # The answer to each library error, by its type (the most specific class listed wins); the message is
 # the error's own one line. A DecodeError reaching here is an upload's: /image and /thumb turn
-# their own into 415 (iconograph.service.files).
+# their own into 415 (iconograph.service.servable).
 ERROR_ANSWERS: dict[type[Exception], tuple[int, str]] = {
     PathRefused: (403, "{}"),
     NotInCollection: (404, "{}"),

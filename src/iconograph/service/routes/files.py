@@ -1,4 +1,4 @@
-"""The files of a collection's items: the image itself, a thumbnail (checked by :mod:`iconograph.service.files`)."""
+"""The files of a collection's items: the image itself, a thumbnail (checked by :mod:`iconograph.service.servable`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from iconograph.service.dependencies import NamedCollection, State, require_token
-from iconograph.service.files import servable_image, thumbnail_of
 from iconograph.service.limits import MAX_THUMB, MIN_THUMB, PathQuery
+from iconograph.service.servable import servable_image, thumbnail_of
 
 router = APIRouter(tags=["files"], dependencies=[Depends(require_token)])
 CACHE_HOUR = {"Cache-Control": "private, max-age=3600"}
