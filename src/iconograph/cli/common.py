@@ -53,6 +53,14 @@ RuntimeOpt = Annotated[
         help="Image tower runtime: auto (ONNX Runtime on CPU for large jobs), torch, onnx, or onnx-int8 (faster, approximate).",
     ),
 ]
+ExactDecodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--exact-decode",
+        help="Decode every image at full size (bit-parity with reference pipelines) instead of "
+        "reducing large ones to twice the model's input first (faster, within PSNR 35 dB).",
+    ),
+]
 ProgressOpt = Annotated[
     Optional[bool], typer.Option("--progress/--no-progress", help="Progress bars (default: when stderr is a terminal).")
 ]
@@ -93,7 +101,7 @@ def user_errors(command):
     return wrapper
 
 
-def make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime="auto"):
+def make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime="auto", exact_decode=False):
     from iconograph.engine.embed import Embedder
     from iconograph.engine.store import Store
 
@@ -106,4 +114,5 @@ def make_embedder(model, store, no_cache, batch_size, workers, device, progress,
         device=device,
         progress=progress,
         runtime=runtime,
+        exact_decode=exact_decode,
     )

@@ -13,6 +13,7 @@ from iconograph.cli.common import (
     EXIT_FAILED_IMAGES,
     BatchOpt,
     DeviceOpt,
+    ExactDecodeOpt,
     ModelOpt,
     NoCacheOpt,
     OutOpt,
@@ -81,6 +82,7 @@ def classify(
     store: StoreOpt = None,
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
+    exact_decode: ExactDecodeOpt = False,
 ):
     """Zero-shot labels for every image: one JSON record per image, in input order."""
     from iconograph.classification.classify import iter_predictions
@@ -92,7 +94,7 @@ def classify(
     names = parse_label_list(labels) if labels is not None else read_labels_file(labels_file)
     thresholds = parse_threshold(threshold)
     items = read_collection(sources)
-    embedder = make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime)
+    embedder = make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime, exact_decode)
     classifier = ZeroShotClassifier(
         names,
         templates=templates,
@@ -141,13 +143,14 @@ def embed(
     store: StoreOpt = None,
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
+    exact_decode: ExactDecodeOpt = False,
 ):
     """Compute (or fetch from the cache) image embeddings."""
     from iconograph.engine.embed import write_embeddings
     from iconograph.reading.sources import read_collection
 
     items = read_collection(sources)
-    embedder = make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime)
+    embedder = make_embedder(model, store, no_cache, batch_size, workers, device, progress, runtime, exact_decode)
     result = embedder.embed_images([item.path for item in items])
     if out is not None:
         write_embeddings(result, out)

@@ -12,6 +12,7 @@ from iconograph.cli.common import (
     EXIT_FAILED_IMAGES,
     BatchOpt,
     DeviceOpt,
+    ExactDecodeOpt,
     NoCacheOpt,
     ProgressOpt,
     RuntimeOpt,
@@ -110,6 +111,7 @@ def train(
     store: StoreOpt = None,
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
+    exact_decode: ExactDecodeOpt = False,
 ):
     """Train a head on cached embeddings (or fine-tune the backbone) and save a model folder."""
     from iconograph.engine.store import Store
@@ -162,6 +164,7 @@ def train(
         device=device,
         progress=progress,
         runtime=runtime,
+        exact_decode=exact_decode,
     )
     if min_count:
         from iconograph.learning.splits import MinCountRow, format_min_count_table
@@ -214,6 +217,7 @@ def predict(
     store: StoreOpt = None,
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
+    exact_decode: ExactDecodeOpt = False,
 ):
     """Labels from a trained model for every image: the same JSONL records as `classify`."""
     from iconograph.classification.classify import iter_predictions
@@ -224,7 +228,7 @@ def predict(
     trained = TrainedModel.load(model)
     items = read_collection(sources)
     embedder = make_embedder(
-        trained.load_backbone(device), store, no_cache, batch_size, workers, device, progress, runtime
+        trained.load_backbone(device), store, no_cache, batch_size, workers, device, progress, runtime, exact_decode
     )
     failed = write_or_print(iter_predictions(items, HeadClassifier(trained.head, top_k), embedder), out)
     summarize(len(items), failed, embedder, out)

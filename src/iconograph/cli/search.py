@@ -13,6 +13,7 @@ import typer
 from iconograph.cli.common import (
     BatchOpt,
     DeviceOpt,
+    ExactDecodeOpt,
     ProgressOpt,
     Sources,
     StoreOpt,
@@ -85,6 +86,7 @@ def index(
     device: DeviceOpt = None,
     store: StoreOpt = None,
     progress: ProgressOpt = None,
+    exact_decode: ExactDecodeOpt = False,
 ):
     """Embed (what the cache lacks), optionally tag, and index images for search and review."""
     from iconograph.backends import DEFAULT_MODEL
@@ -99,7 +101,14 @@ def index(
         fail("--predictions and --labels/--labels-file exclude each other")
     target = SearchCollection(collection, store)
     embedder = make_embedder(
-        model or target.model_spec or DEFAULT_MODEL, store, False, batch_size, workers, device, progress
+        model or target.model_spec or DEFAULT_MODEL,
+        store,
+        False,
+        batch_size,
+        workers,
+        device,
+        progress,
+        exact_decode=exact_decode,
     )
     tagger = None
     if labels is not None or labels_file is not None:
