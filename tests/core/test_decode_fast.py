@@ -174,3 +174,18 @@ def test_resize_targets_of_each_backend(tmp_path, tiny_clip):
     assert load_model(str(save_tiny_siglip(tmp_path / "s")), "cpu").decode_min_size() == 64  # 32 x 32
     assert load_model(str(save_tiny_open_clip(tmp_path / "o")), "cpu").decode_min_size() == 64
     assert load_model(str(save_tiny_timm(tmp_path / "t")), "cpu").decode_min_size() == 64
+
+
+def test_embed_cli_decodes_reduced_by_default_and_exactly_with_exact_decode(tmp_path, tiny_clip, photos):
+    from tests.conftest import run_cli
+
+    expected = {
+        exact: ig.Embedder(str(tiny_clip), use_cache=False, workers=0, exact_decode=exact).embed_images(photos).vectors
+        for exact in (False, True)
+    }
+    store = tmp_path / "store"
+    for exact in (False, True):
+        out = tmp_path / f"v{int(exact)}.npz"
+        run_cli("embed", *photos, "--model", tiny_clip, "--store", store, "--out", out,
+                *(["--exact-decode"] if exact else []), check=True)  # fmt: skip
+        np.testing.assert_allclose(np.load(out)["vectors"], expected[exact], atol=1e-6)
