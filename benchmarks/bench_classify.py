@@ -12,6 +12,19 @@ Figures (images/s, higher is better):
   iconograph   Embedder + ZeroShotClassifier + JSONL writer in-process, cache bypassed, per runtime
   cli          `iconograph classify` as a fresh process (start-up and model load included): with
                --no-cache, then twice on one store (the second run is the cached re-run)
+
+Decoding at the size the model needs (issue 10), per image set: the current set and a camera-size
+set (the ImageNet samples upscaled to 4000x3000 and saved at JPEG quality 90 into .bench/camera,
+made once at run time), each as images/s and as a ratio to the model-only rate:
+  model-only   the image tower (PyTorch, batch 32) on tensors decoded and preprocessed beforehand
+  fast         iconograph's Embedder (runtime torch, cache bypassed), default reduced decode
+  exact        the same with exact_decode=True (full-size decode, bit-parity with the pipeline)
+  pipeline     transformers.pipeline("zero-shot-image-classification"), batch size 32
+and how far fast is from exact: PSNR and largest difference of the model input (0..255 scale)
+and the cosine between the two embeddings. ``--decode-only`` runs just this part.
+The load average (os.getloadavg) is printed beside the figures: on a shared machine it matters.
+
+    python benchmarks/bench_classify.py --decode-only [--images 100] [--camera-images 32]
 """
 
 from __future__ import annotations
@@ -156,14 +169,116 @@ def bench_cached_in_process(directory: Path, images: list[Path], store: Path) ->
     return min(timed(run), timed(run))
 
 
+def camera_set(count: int) -> list[Path]:
+    """ImageNet samples upscaled (bicubic) to camera size, 4000x3000 (3000x4000 for portraits),
+    JPEG quality 90, in .bench/camera (gitignored; made once)."""
+    from PIL import Image
+
+    folder = ROOT / ".bench" / "camera"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for source in sorted((DATA / "imagenet-samples").glob("*.JPEG"))[:count]:
+        target = folder / f"{source.stem}.jpg"
+        if not target.exists():
+            image = Image.open(source).convert("RGB")
+            size = (4000, 3000) if image.width >= image.height else (3000, 4000)
+            image.resize(size, Image.Resampling.BICUBIC).save(target, "JPEG", quality=90)
+        paths.append(target)
+    return paths
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def bench_decode_set(name: str, directory: Path, images: list[Path], store: Path, workers: int | None) -> None:
+    """One image set: model-only, iconograph fast and exact decode, pipeline; then fast vs exact."""
+    import numpy as np
+    import torch
+    from transformers import AutoImageProcessor, CLIPModel, pipeline
+
+    import iconograph as ig
+    from iconograph.backends.base import set_torch_threads
+    from iconograph.backends.hf import image_features
+    from iconograph.reading.decode import decode_bytes
+
+    model = CLIPModel.from_pretrained(directory).eval()
+    processor = AutoImageProcessor.from_pretrained(directory)
+    backend = ig.Embedder(str(directory), use_cache=False).model
+    min_size = backend.decode_min_size()
+
+    def inputs(reduced: bool):
+        return torch.stack(
+            [
+                processor(images=[decode_bytes(p.read_bytes(), min_size=min_size if reduced else None)],
+                          return_tensors="pt")["pixel_values"][0]
+                for p in images
+            ]
+        )  # fmt: skip
+
+    exact_pixels = inputs(False)
+
+    def run_model(pixels):
+        with torch.inference_mode():
+            return torch.cat([image_features(model, pixels[i : i + 32]) for i in range(0, len(pixels), 32)])
+
+    set_torch_threads()
+    rates = {"model-only": len(images) / min(timed(lambda: run_model(exact_pixels)) for _ in range(2))}
+    print(f"  [{name}] model-only {rates['model-only']:.1f} images/s ({load()})", flush=True)
+    for label, exact in (("fast", False), ("exact", True)):
+        embedder = ig.Embedder(
+            str(directory), store=store, use_cache=False, batch_size=32, workers=workers, runtime="torch",
+            exact_decode=exact,
+        )  # fmt: skip
+        embedder.embed_images(images[:1])  # weights loaded before timing
+        rates[label] = len(images) / timed(lambda e=embedder: e.embed_images(images))
+        print(f"  [{name}] iconograph {label} {rates[label]:.1f} images/s ({load()})", flush=True)
+    classifier = pipeline("zero-shot-image-classification", model=str(directory))
+    paths = [str(p) for p in images]
+    rates["pipeline"] = len(images) / timed(
+        lambda: classifier(paths, candidate_labels=LABELS, hypothesis_template=TEMPLATE, batch_size=32)
+    )
+    print(f"  [{name}] pipeline {rates['pipeline']:.1f} images/s ({load()})", flush=True)
+
+    fast_pixels = inputs(True)
+    mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
+    a, b = ((x * std + mean).double().numpy() for x in (exact_pixels, fast_pixels))
+    mse = ((a - b) ** 2).reshape(len(images), -1).mean(1)
+    psnr = np.where(mse > 0, 10 * np.log10(1 / np.maximum(mse, 1e-30)), np.inf)
+    ea, eb = (run_model(x).numpy() for x in (exact_pixels, fast_pixels))
+    cosine = (ea * eb).sum(1) / np.linalg.norm(ea, axis=1) / np.linalg.norm(eb, axis=1)
+    reduced = sum(min(decode_bytes(p.read_bytes(), min_size=min_size).size) < min(decode_bytes(p.read_bytes()).size)
+                  for p in images)  # fmt: skip
+    print(f"{name}: {len(images)} images, {reduced} decoded at reduced scale (bound {min_size} px); {load()}")
+    for label in ("model-only", "fast", "exact", "pipeline"):
+        print(f"  {label:<11} {rates[label]:7.1f} images/s  {rates[label] / rates['model-only']:5.2f}x model-only")
+    print(
+        f"  fast / exact {rates['fast'] / rates['exact']:.2f}x; fast / pipeline {rates['fast'] / rates['pipeline']:.2f}x"
+    )
+    print(
+        f"  fast vs exact model input: PSNR min {psnr.min():.1f} dB (median {np.median(psnr):.1f}), "
+        f"max abs diff {np.abs(a - b).max() * 255:.1f} / 255; embedding cosine min {cosine.min():.6f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--camera-images", type=int, default=32, help="camera-size (4000x3000) JPEGs")
+    parser.add_argument("--decode-only", action="store_true", help="only the per-set decoding comparison")
     args = parser.parse_args()
 
     images = image_set(args.images)
     directory = model_dir()
+    print(f"{os.cpu_count()} CPUs; CLIP ViT-B/32 (random weights); {load()}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_decode_set("current set", directory, images, Path(tmp), args.workers)
+        bench_decode_set("camera-size set", directory, camera_set(args.camera_images), Path(tmp), args.workers)
+    if args.decode_only:
+        return
     print(f"{len(images)} images ({sum(1 for p in images if p.suffix == '.JPEG')} ImageNet-size, the rest CIFAR 32x32); "
           f"{len(LABELS)} labels; CLIP ViT-B/32 (random weights); {os.cpu_count()} CPUs", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:

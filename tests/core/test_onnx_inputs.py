@@ -20,7 +20,7 @@ from iconograph.backends import ModelNotFoundError, load_model
 from tests.conftest import IMAGENET_SAMPLES, run_cli
 
 SIZE = 40
-IMAGES = sorted(IMAGENET_SAMPLES.glob("*.JPEG"))[:3]
+IMAGES = sorted(IMAGENET_SAMPLES.glob("*.JPEG"))[:3]  # large for a 40-pixel graph: decoded exactly below
 
 
 def image_graph(path, dtype=TensorProto.UINT8, shape=(1, SIZE, SIZE, 3), output="float"):
@@ -79,13 +79,15 @@ def run_directly(model_path, inputs: list[np.ndarray], batch: int | None = 1) ->
 def test_uint8_nhwc_batch_of_one_through_the_cli(tmp_path):
     model = image_graph(tmp_path / "lite.onnx")
     out = tmp_path / "vectors.npz"
-    result = run_cli("embed", *IMAGES, "--model", f"onnx:{model}", "--store", tmp_path / "store", "-o", out)
+    result = run_cli(
+        "embed", *IMAGES, "--model", f"onnx:{model}", "--store", tmp_path / "store", "-o", out, "--exact-decode"
+    )
     assert result.returncode == 0, result.stderr
     vectors = np.load(out)["vectors"]
     expected = run_directly(model, [resized(p) for p in IMAGES])
     assert vectors.shape == (len(IMAGES), 8)
     np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-6)
-    api = ig.Embedder(f"onnx:{model}", use_cache=False, batch_size=2, workers=0).embed_images(IMAGES)
+    api = ig.Embedder(f"onnx:{model}", use_cache=False, exact_decode=True, batch_size=2, workers=0).embed_images(IMAGES)
     np.testing.assert_allclose(api.vectors, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -94,7 +96,9 @@ def test_quantized_output_is_dequantized_with_the_graphs_scale(tmp_path, output)
     model = image_graph(tmp_path / "quant.onnx", output=output)
     backend = load_model(f"onnx:{model}")
     assert (backend.output.scale, backend.output.zero_point) == (1 / 256, 3)
-    vectors = ig.Embedder(backend, use_cache=False, batch_size=2, workers=0).embed_images(IMAGES).vectors
+    vectors = (
+        ig.Embedder(backend, use_cache=False, exact_decode=True, batch_size=2, workers=0).embed_images(IMAGES).vectors
+    )
     raw = run_directly(model, [resized(p) for p in IMAGES])
     assert raw.dtype == np.uint8
     np.testing.assert_allclose(vectors, (raw.astype(np.float32) - 3) / 256, rtol=1e-6)
@@ -102,7 +106,11 @@ def test_quantized_output_is_dequantized_with_the_graphs_scale(tmp_path, output)
 
 def test_int8_input_fixed_batch_of_two(tmp_path):
     model = image_graph(tmp_path / "int8.onnx", dtype=TensorProto.INT8, shape=(2, SIZE, SIZE, 3))
-    vectors = ig.Embedder(f"onnx:{model}", use_cache=False, batch_size=3, workers=0).embed_images(IMAGES).vectors
+    vectors = (
+        ig.Embedder(f"onnx:{model}", use_cache=False, exact_decode=True, batch_size=3, workers=0)
+        .embed_images(IMAGES)
+        .vectors
+    )
     inputs = [(resized(p).astype(np.int16) - 128).astype(np.int8) for p in IMAGES]
     np.testing.assert_allclose(vectors, run_directly(model, inputs, batch=2), rtol=1e-5, atol=1e-6)
 
@@ -111,7 +119,7 @@ def test_float16_nchw_with_a_sidecar(tmp_path):
     model = image_graph(tmp_path / "half.onnx", dtype=TensorProto.FLOAT16, shape=("batch", 3, SIZE, SIZE))
     sidecar = {"interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "squash", "mean": [0] * 3, "std": [1] * 3}
     model.with_suffix(".json").write_text(json.dumps(sidecar))
-    vectors = ig.Embedder(f"onnx:{model}", use_cache=False, workers=0).embed_images(IMAGES).vectors
+    vectors = ig.Embedder(f"onnx:{model}", use_cache=False, exact_decode=True, workers=0).embed_images(IMAGES).vectors
     inputs = [(resized(p).transpose(2, 0, 1) / np.float32(255)).astype(np.float16) for p in IMAGES]
     np.testing.assert_allclose(vectors, run_directly(model, inputs), rtol=1e-5, atol=1e-6)
 

@@ -1,4 +1,8 @@
-"""Correctness pinned to the reference implementations on the same tiny models and images."""
+"""Correctness pinned to the reference implementations on the same tiny models and images.
+
+The ImageNet samples are large for the tiny 32-pixel models, so these runs decode exactly
+(``--exact-decode``): the default reduced decode is checked against exact in test_decode_fast.py.
+"""
 
 import json
 
@@ -26,7 +30,7 @@ def test_classify_matches_transformers_pipeline(tmp_path, tiny_clip, images):
     out = tmp_path / "preds.jsonl"
     run_cli(
         "classify", *images, "--labels", ",".join(LABELS), "--model", tiny_clip,
-        "--templates", tmp_path / "template.txt", "--out", out, "--batch-size", "5", check=True,
+        "--templates", tmp_path / "template.txt", "--out", out, "--batch-size", "5", "--exact-decode", check=True,
     )  # fmt: skip
     ours = [json.loads(line) for line in out.read_text().splitlines()]
 
@@ -45,7 +49,7 @@ def test_siglip_multi_label_matches_the_pipelines_sigmoid(tmp_path, images):
     model_dir = save_tiny_siglip(tmp_path / "siglip")
     predictions = ig.classify(
         images, LABELS, model=str(model_dir), templates=["This is a photo of {}."], multi_label=True,
-        threshold=0.0, store=tmp_path / "store",
+        threshold=0.0, store=tmp_path / "store", exact_decode=True,
     )  # fmt: skip
     reference = pipeline("zero-shot-image-classification", model=str(model_dir))
     for prediction, path in zip(predictions, images, strict=True):
@@ -60,7 +64,7 @@ def test_open_clip_embeddings_equal_encode_image_on_its_own_preprocessing(tmp_pa
     import torch
 
     model_dir = save_tiny_open_clip(tmp_path / "oc")
-    ours = ig.Embedder(str(model_dir), store=tmp_path / "store", batch_size=3).embed_images(images)
+    ours = ig.Embedder(str(model_dir), store=tmp_path / "store", batch_size=3, exact_decode=True).embed_images(images)
 
     model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{model_dir}")
     model.eval()

@@ -16,6 +16,9 @@ if TYPE_CHECKING:  # torch is imported only when a model really runs
     from PIL import Image
 
 DECODE_VERSION = "1"  # part of every preprocessing fingerprint: bump when decode.py changes pixels
+# Part of the image cache key of embeddings decoded at reduced scale (never mixed with exact ones):
+# bump when the reduced decode (reading/decode.py draft_reduced, reduce_to) or its bound changes.
+REDUCED_DECODE_VERSION = "reduced-decode-1"
 
 
 class ModelNotFoundError(UserError):
@@ -96,8 +99,38 @@ class Backend(ABC):
 
         return digest(self.fingerprint, self.preprocess_fingerprint, DECODE_VERSION)
 
+    def image_cache_key(self, exact_decode: bool = False) -> str:
+        """The key of cached image embeddings: :attr:`cache_key` for exact decoding, another for reduced."""
+        from iconograph.engine.fingerprint import digest
+
+        return self.cache_key if exact_decode else digest(self.cache_key, REDUCED_DECODE_VERSION)
+
+    def resize_target(self) -> int | None:
+        """The largest edge length the preprocessing resizes or crops to (224 for CLIP ViT-B/32),
+        read from its transform; None when unknown (then images are always decoded exactly)."""
+        return transform_target(self.make_preprocess())
+
+    def decode_min_size(self) -> int | None:
+        """The shorter edge an image may be reduced to before preprocessing: twice the resize
+        target, so that the model's own resize still antialiases."""
+        target = self.resize_target()
+        return 2 * target if target else None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r})"
+
+
+def transform_target(transform) -> int | None:
+    """The largest ``size`` of the resize and crop steps of a torchvision-style ``Compose``
+    (open_clip's and timm's transforms), None when it has none."""
+    sizes: list[int] = []
+    for step in getattr(transform, "transforms", [transform]):
+        size = getattr(step, "size", None)
+        if isinstance(size, int):
+            sizes.append(size)
+        elif isinstance(size, (tuple, list)):
+            sizes.extend(int(s) for s in size if isinstance(s, (int, float)))
+    return max(sizes) if sizes else None
 
 
 def set_torch_threads(threads: int | None = None) -> None:

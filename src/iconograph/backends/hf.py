@@ -106,6 +106,25 @@ def image_preprocess(image_processor) -> Callable:
     return preprocess
 
 
+EDGE_KEYS = ("shortest_edge", "longest_edge", "height", "width")
+
+
+def processor_target(image_processor) -> int | None:
+    """The largest edge an image processor resizes or crops to (``size`` and ``crop_size``:
+    shortest_edge, longest_edge, height, width), None when it names none."""
+    sizes: list[int] = []
+    for name in ("size", "crop_size"):
+        value = getattr(image_processor, name, None)
+        if isinstance(value, int):
+            sizes.append(value)
+        elif value is not None:
+            for key in EDGE_KEYS:  # a dict or transformers' SizeDict
+                edge = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
+                if isinstance(edge, int):
+                    sizes.append(edge)
+    return max(sizes) if sizes else None
+
+
 class HFBackend(Backend):
     name = "transformers"
 
@@ -132,6 +151,9 @@ class HFBackend(Backend):
 
     def make_preprocess(self) -> Callable:
         return image_preprocess(self.image_processor)
+
+    def resize_target(self) -> int | None:
+        return processor_target(self.image_processor)
 
     @cached_property
     def model(self):

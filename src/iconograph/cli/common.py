@@ -63,6 +63,14 @@ RuntimeOpt = Annotated[
         help="Image tower runtime: auto (ONNX Runtime on CPU for large jobs), torch, onnx, or onnx-int8 (faster, approximate).",
     ),
 ]
+ExactDecodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--exact-decode",
+        help="Decode every image at full size (bit-parity with reference pipelines) instead of "
+        "reducing large ones to twice the model's input first (faster, within PSNR 35 dB).",
+    ),
+]
 ProgressOpt = Annotated[
     Optional[bool], typer.Option("--progress/--no-progress", help="Progress bars (default: when stderr is a terminal).")
 ]
@@ -110,7 +118,9 @@ def echo_stderr(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def embedder_options(store, no_cache, batch_size, workers, device, progress, runtime="auto") -> dict:
+def embedder_options(
+    store, no_cache, batch_size, workers, device, progress, runtime="auto", exact_decode=False
+) -> dict:
     """The common options as :class:`~iconograph.engine.embed.Embedder` keywords."""
     return {
         "store": store,
@@ -120,6 +130,7 @@ def embedder_options(store, no_cache, batch_size, workers, device, progress, run
         "device": device,
         "progress": progress,
         "runtime": runtime,
+        "exact_decode": exact_decode,
     }
 
 

@@ -11,6 +11,7 @@ from iconograph.backends import DEFAULT_MODEL
 from iconograph.cli.common import (
     BatchOpt,
     DeviceOpt,
+    ExactDecodeOpt,
     ModelOpt,
     NoCacheOpt,
     OutOpt,
@@ -66,6 +67,7 @@ def classify(
     store: StoreOpt = None,
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
+    exact_decode: ExactDecodeOpt = False,
 ):
     """Zero-shot labels for every image: one JSON record per image, in input order."""
     from iconograph.classification.classify import run_classify
@@ -81,7 +83,7 @@ def classify(
         top_k=top_k,
         neutral=neutral,
         out=out,
-        **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime),
+        **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime, exact_decode),
     )
     report_run(stats, strict)
 
@@ -103,6 +105,7 @@ def embed(
     store: StoreOpt = None,
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
+    exact_decode: ExactDecodeOpt = False,
 ):
     """Compute (or fetch from the cache) image embeddings."""
     from iconograph.engine.embed import run_embed
@@ -112,7 +115,7 @@ def embed(
         model,
         out=out,
         log=echo_stderr,
-        **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime),
+        **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime, exact_decode),
     )
     report_run(stats, strict)
 

@@ -11,6 +11,7 @@ from iconograph.backends import DEFAULT_MODEL
 from iconograph.cli.common import (
     BatchOpt,
     DeviceOpt,
+    ExactDecodeOpt,
     NoCacheOpt,
     ProgressOpt,
     RuntimeOpt,
@@ -105,6 +106,7 @@ def train(
     store: StoreOpt = None,
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
+    exact_decode: ExactDecodeOpt = False,
 ):
     """Train a head on cached embeddings (or fine-tune the backbone) and save a model folder."""
     from iconograph.learning.finetune import FineTuneConfig
@@ -148,7 +150,7 @@ def train(
         keep_checkpoints=keep_checkpoints,
         report=report,
         log=echo_stderr,
-        **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime),
+        **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime, exact_decode),
     )
     _print_metrics(model.info["metrics"])
     echo_stderr(f"model -> {out}")
@@ -188,11 +190,12 @@ def predict(
     store: StoreOpt = None,
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
+    exact_decode: ExactDecodeOpt = False,
 ):
     """Labels from a trained model for every image: the same JSONL records as `classify`."""
     from iconograph.learning.model_folder import run_predict
 
-    options = embedder_options(store, no_cache, batch_size, workers, device, progress, runtime)
+    options = embedder_options(store, no_cache, batch_size, workers, device, progress, runtime, exact_decode)
     report_run(run_predict(model, sources, out=out, top_k=top_k, **options), strict)
 
 

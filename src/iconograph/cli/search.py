@@ -12,6 +12,7 @@ import typer
 from iconograph.cli.common import (
     BatchOpt,
     DeviceOpt,
+    ExactDecodeOpt,
     ProgressOpt,
     Sources,
     StoreOpt,
@@ -66,6 +67,7 @@ def index(
     device: DeviceOpt = None,
     store: StoreOpt = None,
     progress: ProgressOpt = None,
+    exact_decode: ExactDecodeOpt = False,
 ):
     """Embed (what the cache lacks), optionally tag, and index images for search and review."""
     from iconograph.engine.files import atomic_write_text
@@ -91,6 +93,7 @@ def index(
         workers=workers,
         device=device,
         progress=progress,
+        exact_decode=exact_decode,
     )
     for path, error in report.failed:
         echo_stderr(f"{path}: {error}")

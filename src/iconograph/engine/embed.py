@@ -4,6 +4,12 @@ Images go through the shared per-image data path (:mod:`iconograph.engine.jobs`)
 decode only the misses in worker processes, embed in batches, append to the cache. The cache is
 keyed by (model fingerprint, preprocessing fingerprint, image content hash), texts by (model
 fingerprint, text). On a CPU the image tower may run through ONNX Runtime (:mod:`iconograph.engine.onnx_runtime`).
+
+By default an image much larger than the model's input is decoded at reduced scale (its shorter
+edge never below twice the model's resize target; see :mod:`iconograph.reading.decode`), which
+makes camera-size JPEGs several times faster and changes the model input only slightly;
+``exact_decode=True`` decodes at full size, bit-identical to the reference pipelines. The two
+are cached under different keys (:meth:`Backend.image_cache_key`), so they never mix.
 """
 
 from __future__ import annotations
@@ -69,6 +75,8 @@ class Embedder:
     """Embeds images and texts with one model, through the cache in ``store``.
 
     ``store=None`` uses the default store; ``use_cache=False`` neither reads nor writes it.
+    ``exact_decode=True`` decodes every image at full size (bit-parity with the reference
+    pipelines) instead of reducing large ones to twice the model's input first.
     """
 
     def __init__(
@@ -85,6 +93,7 @@ class Embedder:
         max_pixels: int | None = None,
         progress: bool | None = None,
         runtime: str = "auto",
+        exact_decode: bool = False,
     ):
         self.model = load_model(model, device) if not isinstance(model, Backend) else model
         self.store = store if isinstance(store, Store) else Store(store)
@@ -98,6 +107,7 @@ class Embedder:
         if runtime not in RUNTIMES:
             raise OptionError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         self.runtime = runtime
+        self.exact_decode = exact_decode
         self.stats = EmbedStats()
         self._onnx = None
         self._misses = 0
@@ -109,7 +119,7 @@ class Embedder:
         if not self.use_cache:
             return None
         suffix = "_int8" if self.runtime == "onnx-int8" else ""  # int8 vectors differ: never mix them with fp32
-        return self.store.embedding_cache(f"image_{self.model.cache_key}{suffix}")
+        return self.store.embedding_cache(f"image_{self.model.image_cache_key(self.exact_decode)}{suffix}")
 
     def embed_images(self, paths: Sequence[str]) -> ImageEmbeddings:
         """Embeddings for all ``paths`` at once (see :meth:`iter_images` for streaming)."""
@@ -142,7 +152,7 @@ class Embedder:
         known = self.image_cache.lookup([digest]) if self.image_cache is not None else {}
         if digest in known:
             return known[digest]
-        pixels = self.model.make_preprocess()(decode_bytes(data, self.max_pixels))
+        pixels = self.model.make_preprocess()(decode_bytes(data, self.max_pixels, self.decode_min_size()))
         vector = self.model.encode_images(pixels[None]).numpy()[0]
         if self.image_cache is not None:
             self.image_cache.add([digest], [vector])
@@ -156,6 +166,10 @@ class Embedder:
 
     def make_preprocess(self):
         return self.model.make_preprocess()
+
+    def decode_min_size(self) -> int | None:
+        """None (full-size decoding) with ``exact_decode``, else twice the model's resize target."""
+        return None if self.exact_decode else self.model.decode_min_size()
 
     def before_compute(self, misses: int) -> None:
         self._misses = misses

@@ -5,7 +5,9 @@ Per chunk of paths, in input order:
 1. read + hash every file in a thread pool (cheap, I/O bound);
 2. look the hashes up in the job's cache (keyed by model, preprocessing and settings);
 3. decode + preprocess only the misses in DataLoader worker processes, while the model runs the
-   batches (the upright decoded size travels along, so boxes map back to pixels);
+   batches (the upright decoded size travels along, so boxes map back to pixels); a job that
+   defines ``decode_min_size()`` has large images decoded at reduced scale, their shorter edge
+   never below that size (``reading.decode``); the others decode exactly;
 4. append new results to the cache every ``flush_every`` images (one atomic Lance commit each);
 5. yield one :class:`ImageResult` per path; unreadable files are error results, not crashes.
 
@@ -50,6 +52,9 @@ class ImageJob(Protocol):
 
     def run_batch(self, pixels, sizes: Sequence[tuple[int, int]]) -> Sequence:
         """One cacheable value per image of the batch; sizes are the decoded (width, height)."""
+
+    # Optional: def decode_min_size(self) -> int | None, the shorter edge large images may be
+    # decoded down to (a job without it, or returning None, gets exact full-size decoding).
 
 
 def default_workers() -> int:
@@ -137,6 +142,7 @@ class ImageJobRunner:
             self.workers,
             self.max_pixels,
             self.job.device,
+            min_size=self.job.decode_min_size() if hasattr(self.job, "decode_min_size") else None,
         )
         pending_keys: list[str] = []
         pending_values: list = []
@@ -199,10 +205,11 @@ class Batch:
 class DecodeDataset:
     """Map-style dataset: position -> (position, tensor | None, content hash, error, (w, h))."""
 
-    def __init__(self, paths: Sequence[str], preprocess, max_pixels: int | None = None):
+    def __init__(self, paths: Sequence[str], preprocess, max_pixels: int | None = None, min_size: int | None = None):
         self.paths = list(paths)
         self.preprocess = preprocess
         self.max_pixels = max_pixels
+        self.min_size = min_size  # None: exact full-size decoding
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -210,7 +217,7 @@ class DecodeDataset:
     def __getitem__(self, position: int):
         try:
             data = read_bytes(self.paths[position])
-            image = decode_bytes(data, self.max_pixels)
+            image = decode_bytes(data, self.max_pixels, self.min_size)
         except DecodeError as exc:
             return position, None, None, str(exc), None
         try:
@@ -252,7 +259,13 @@ def start_workers(loader) -> Iterator[Batch]:
 
 
 def make_loader(
-    paths: Sequence[str], preprocess, batch_size: int, workers: int, max_pixels: int | None, device: str
+    paths: Sequence[str],
+    preprocess,
+    batch_size: int,
+    workers: int,
+    max_pixels: int | None,
+    device: str,
+    min_size: int | None = None,
 ) -> Iterable[Batch]:
     import torch
     from torch.utils.data import DataLoader
@@ -262,7 +275,7 @@ def make_loader(
     set_torch_threads()
     workers = min(workers, max(0, len(paths) // max(1, batch_size)))  # tiny jobs: no process start-up
     return DataLoader(
-        DecodeDataset(paths, preprocess, max_pixels),
+        DecodeDataset(paths, preprocess, max_pixels, min_size),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=collate,

@@ -1,7 +1,14 @@
 """Bytes to an upright 8-bit RGB image, or a one-line reason why not.
 
-Every image iconograph looks at passes through :func:`decode_image`, so that the orientation,
+Every image iconograph looks at passes through :func:`decode_bytes`, so that the orientation,
 colour conversions and safety limits are the same for classification, detection and search.
+
+Decoding at the size the model needs: with ``min_size`` (pixels of the shorter edge, at least
+twice the model's final resize target), an image much larger than that is decoded at reduced
+scale — a JPEG through libjpeg's DCT scaling (``Image.draft``, 1/2, 1/4 or 1/8), other formats
+by an integer box reduction after decoding (``Image.reduce``) — never below ``min_size``, so the
+model's own resize still antialiases. An image whose shorter edge is below
+``2 * min_size`` is decoded exactly as without ``min_size`` (bit-identical).
 """
 
 from __future__ import annotations
@@ -51,6 +58,9 @@ IMAGE_EXTENSIONS = frozenset(
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white, as catalogue photos are shot
 
 
+DCT_SCALED = ("JPEG", "MPO")  # formats libjpeg decodes at 1/2, 1/4, 1/8 scale; the others are box-reduced
+
+
 class DecodeError(Exception):
     """An image that cannot be used; ``str(error)`` is a one-line reason."""
 
@@ -79,11 +89,13 @@ def read_bytes(path: str | Path) -> bytes:
         raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
 
 
-def decode_bytes(data: bytes, max_pixels: int | None = None) -> Image.Image:
+def decode_bytes(data: bytes, max_pixels: int | None = None, min_size: int | None = None) -> Image.Image:
     """Decode ``data`` into an RGB image; raise :class:`DecodeError` with a one-line reason.
 
     ``max_pixels`` defaults to Pillow's decompression-bomb limit; images above it are refused
-    (Pillow only warns between 1x and 2x the limit; iconograph refuses both).
+    (Pillow only warns between 1x and 2x the limit; iconograph refuses both). With ``min_size``
+    an image whose shorter edge is at least twice ``min_size`` is decoded at reduced scale, its
+    shorter edge never below ``min_size`` (see the module's docstring).
     """
     if not data:
         raise DecodeError("empty file (0 bytes)")
@@ -98,8 +110,13 @@ def decode_bytes(data: bytes, max_pixels: int | None = None) -> Image.Image:
                         f"image of {width}x{height} pixels exceeds the decompression-bomb limit of {limit} pixels"
                     )
                 image.seek(0)  # animated images: the first frame
+                if min_size:
+                    draft_reduced(image, min_size)
                 image.load()
-                return to_rgb(ImageOps.exif_transpose(image))
+                upright = to_rgb(ImageOps.exif_transpose(image))
+                if min_size and image.format not in DCT_SCALED:
+                    return reduce_to(upright, min_size)
+                return upright
     except DecodeError:
         raise
     except UnidentifiedImageError:
@@ -136,10 +153,42 @@ def image_media_type(data: bytes) -> str | None:
     return media if media and media.startswith("image/") else None
 
 
-def read_image(path: str | Path, max_pixels: int | None = None) -> DecodedImage:
-    """Read and decode one file. Raises :class:`DecodeError`."""
+def read_image(path: str | Path, max_pixels: int | None = None, min_size: int | None = None) -> DecodedImage:
+    """Read and decode one file. Raises :class:`DecodeError`. The hash is that of the file's bytes."""
     data = read_bytes(path)
-    return DecodedImage(decode_bytes(data, max_pixels), content_hash(data))
+    return DecodedImage(decode_bytes(data, max_pixels, min_size), content_hash(data))
+
+
+def reduction_factor(size: tuple[int, int], min_size: int) -> int:
+    """The largest integer factor that keeps the shorter edge of ``size`` at ``min_size`` or more.
+
+    The shorter edge of either orientation (EXIF rotation swaps the axes, not the shorter edge).
+    """
+    return max(1, min(size) // max(1, min_size))
+
+
+def draft_reduced(image: Image.Image, min_size: int) -> None:
+    """Ask a JPEG (before ``load``) to decode at 1/2, 1/4 or 1/8 scale through libjpeg's DCT
+    scaling, keeping its shorter edge at ``min_size`` or more; other formats are left as they are."""
+    if image.format not in DCT_SCALED or reduction_factor(image.size, min_size) < 2:
+        return
+    image.draft(image.mode, (min_size, min_size))  # picks the largest scale s with size // s >= min_size
+
+
+def reduce_to(image: Image.Image, min_size: int) -> Image.Image:
+    """Box-reduce a decoded RGB image by an integer factor, its shorter edge kept at ``min_size`` or more.
+
+    The image is first trimmed to a multiple of the factor (fewer than ``factor`` pixels, split
+    between both sides so the centre stays put), so that no edge pixel averages a partial box and
+    the aspect ratio stays as close as possible: a changed aspect or a moved centre shifts the
+    model's own resize and centre crop.
+    """
+    factor = reduction_factor(image.size, min_size)
+    if factor < 2:
+        return image
+    width, height = image.size
+    left, top = width % factor // 2, height % factor // 2
+    return image.reduce(factor, (left, top, left + width - width % factor, top + height - height % factor))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
