@@ -158,3 +158,18 @@ def test_searching_with_another_model_is_refused(indexed, tmp_path):
     other = Embedder(str(save_tiny_clip(tmp_path / "other", seed=1)), store=collection.store, workers=0)
     with pytest.raises(CollectionError, match="was indexed with model"):
         collection.search_text("cat", other)
+
+
+def test_reduced_and_exact_decoding_never_share_a_table(images, tiny_clip, tmp_path):
+    from iconograph import Embedder
+    from iconograph.search import SearchCollection
+
+    store = tmp_path / "store"
+    collection = SearchCollection("modes", store)
+    fast = Embedder(str(tiny_clip), store=str(store), workers=0, progress=False)
+    exact = Embedder(str(tiny_clip), store=str(store), workers=0, progress=False, exact_decode=True)
+    collection.index(images, fast)
+    fast_table = collection.meta["table"]
+    collection.index(images, exact)
+    assert collection.meta["table"] != fast_table  # a new table, not exact rows among reduced ones
+    assert collection.meta["image_key"] == exact.model.image_cache_key(True)

@@ -308,11 +308,14 @@ class SearchCollection:
         paths, report.outside = _split_inside([os.path.abspath(item.path) for item in items], all_roots, listed)
 
         model = embedder.model
-        table = f"search_{self.name}_{model.cache_key[:16]}"
+        # One table per model and decode mode: vectors from reduced and exact decoding never mix.
+        image_key = model.image_cache_key(getattr(embedder, "exact_decode", False))
+        table = f"search_{self.name}_{image_key[:16]}"
         previous_tagger = self.tagger if self.meta.get("table") == table else None
         self._update_meta(
             model=_model_spec(model.spec),
             cache_key=model.cache_key,
+            image_key=image_key,
             table=table,
             roots=sorted(all_roots),
             ann_threshold=ann_threshold or self.meta.get("ann_threshold") or DEFAULT_ANN_THRESHOLD,
