@@ -25,7 +25,7 @@ from iconograph.cli.common import (
     user_errors,
 )
 
-MULTI_VALUE = ("--templates", "--model", "-m")
+MULTI_VALUE = ("--templates", "--model", "-m", "--shots")
 
 
 def spread_multi_values(args: list[str], options: tuple[str, ...] = MULTI_VALUE) -> list[str]:
@@ -99,6 +99,22 @@ def compare(
     sort: Annotated[
         Optional[str], typer.Option("--sort", help="Metric to sort by (default accuracy; mAP for multi-label truth).")
     ] = None,
+    head: Annotated[
+        Optional[str],
+        typer.Option(
+            "--head", help="Add a few-shot probe per model: a head on the cached embeddings (logistic, svm, knn, ...)."
+        ),
+    ] = None,
+    shots: Annotated[
+        Optional[list[int]],
+        typer.Option(
+            "--shots", help="Labelled images per class for the probe (several after one --shots; default 1 2 4 8 16)."
+        ),
+    ] = None,
+    test_size: Annotated[
+        float, typer.Option("--test-size", help="Probe: fraction of the labelled images held out to score on.")
+    ] = 0.5,
+    seed: Annotated[int, typer.Option("--seed", help="Probe: seed of the held-out split and the k-shot draws.")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write every row (all metrics) as JSON.")] = None,
     csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write the table as CSV (or TSV by suffix).")] = None,
     report: Annotated[
@@ -112,7 +128,8 @@ def compare(
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
 ):
-    """Compare template sets and models on a labelled collection: one row per (model, template set)."""
+    """Compare template sets and models on a labelled collection: one row per (model, template set),
+    and with --head/--shots one per (model, k) for a few-shot probe scored on a held-out split."""
     from iconograph.classification.classify import parse_threshold
     from iconograph.evaluation.compare import compare as run_compare
     from iconograph.evaluation.compare import print_table
@@ -130,6 +147,10 @@ def compare(
         top_k=top_k,
         neutral=neutral,
         sort=sort,
+        head=head,
+        shots=shots,
+        test_size=test_size,
+        seed=seed,
         **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime),
     )
     if json_out:

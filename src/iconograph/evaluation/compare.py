@@ -28,15 +28,21 @@ from iconograph.classification.zeroshot import TEMPLATE_SETS, LabelError, ZeroSh
 from iconograph.engine.embed import Embedder
 from iconograph.engine.runs import RunStats
 from iconograph.errors import OptionError
+from iconograph.evaluation.fewshot import DEFAULT_SHOTS, FewShot, check_shots, few_shot_split, probe_rows
 from iconograph.evaluation.metrics import evaluate, read_truth
-from iconograph.reading.sources import Item, SourceError, read_collection
+from iconograph.learning.splits import is_multi_label_items
+from iconograph.reading.sources import Item, SourceError, path_key, read_collection
 
 ENSEMBLE = "ensemble"
+ZERO_SHOT = "zero-shot"
 METRICS = ("accuracy", "top5_accuracy", "f1_micro", "f1_macro", "f1_samples", "mAP")
 CSV_COLUMNS = (
     "model",
     "templates",
     "n_templates",
+    "head",
+    "shots",
+    "train_images",
     "task",
     *METRICS,
     "images_computed",
@@ -45,6 +51,7 @@ CSV_COLUMNS = (
     "seconds_per_1000_images",
     "embedding_seconds",
     "text_seconds",
+    "fit_seconds",
     "evaluated",
     "errors",
 )
@@ -74,6 +81,7 @@ class Comparison:
     sort: str
     template_sets: list[TemplateSet] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
+    few_shot: FewShot | None = None
 
     @property
     def task(self) -> str:
@@ -85,12 +93,62 @@ class Comparison:
             "labels": self.labels,
             "template_sets": {s.name: s.templates for s in self.template_sets},
             "rows": self.rows,
+            **({"few_shot": self.few_shot.to_json()} if self.few_shot else {}),
         }
+
+    @property
+    def first_zero_shot(self) -> dict | None:
+        """The best zero-shot row (scored on every image, unlike the probes' rows)."""
+        return next((row for row in self.rows if row.get("head", ZERO_SHOT) == ZERO_SHOT), None)
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(row["model"] for row in self.rows))
+
+    def speed(self) -> list[dict]:
+        """Per model, in run order: images embedded and from the cache, the image tower's seconds per
+        1000 images, the whole image pass, the text towers of all sets and the probes' fits."""
+        out = []
+        for model in self.models:
+            rows = [row for row in self.rows if row["model"] == model]
+            out.append(
+                {
+                    "model": model,
+                    "images_computed": rows[0]["images_computed"],
+                    "images_cached": rows[0]["images_cached"],
+                    "seconds_per_1000_images": rows[0]["seconds_per_1000_images"],
+                    "embedding_seconds": rows[0]["embedding_seconds"],
+                    "text_seconds": sum(row["text_seconds"] or 0.0 for row in rows),
+                    "fit_seconds": sum(row["fit_seconds"] or 0.0 for row in rows) if self.few_shot else None,
+                }
+            )
+        return out
+
+    def curve(self, metric: str | None = None) -> dict[str, dict]:
+        """Per model: the probe's ``metric`` for each k and zero-shot's on the same test images, by template set."""
+        metric = metric or self.curve_metric
+        if self.few_shot is None:
+            return {}
+        out = {}
+        for model in self.models:
+            probes = sorted(
+                (r for r in self.rows if r["model"] == model and r["head"] != ZERO_SHOT), key=lambda r: r["shots"]
+            )
+            out[model] = {
+                "shots": [r["shots"] for r in probes],
+                "probe": [r.get(metric) for r in probes],
+                "zero_shot": {name: m.get(metric) for name, m in self.few_shot.zero_shot.get(model, {}).items()},
+            }
+        return out
+
+    @property
+    def curve_metric(self) -> str:
+        return self.sort if self.sort in METRICS else default_sort(self.task)
 
     def run_stats(self, out: str | None = None) -> RunStats:
         """The summary-line counts: images once, embeddings summed over the models."""
         per_model = {row["model"]: row for row in self.rows}.values()
-        first = self.rows[0] if self.rows else {"images_failed": 0, "counts": {"predictions": 0}}
+        first = self.first_zero_shot or {"images_failed": 0, "counts": {"predictions": 0}}
         return RunStats(
             first["counts"]["predictions"],
             first["images_failed"],
@@ -192,6 +250,10 @@ def compare(
     top_k: int | None = None,
     neutral: str = "object",
     sort: str | None = None,
+    head: str | None = None,
+    shots: Sequence[int] | None = None,
+    test_size: float = 0.5,
+    seed: int = 0,
     **embedder_options,
 ) -> Comparison:
     """Every (model, template set) on ``sources``, scored against ``truth``.
@@ -202,8 +264,17 @@ def compare(
     :func:`evaluate`'s with its default task (multi-label when some truth image has other than
     one label), exactly as ``classify`` then ``evaluate`` give them. ``sort``: a metric
     (default ``accuracy``, or ``mAP`` for multi-label).
+
+    ``head`` (a :mod:`~iconograph.learning.heads` kind, e.g. ``"logistic"``) and/or ``shots``
+    (images per class, default 1, 2, 4, 8, 16) add a few-shot probe per model and k: fitted on k
+    labelled images per class of the same cached embeddings, scored on a held-out, seeded split
+    (``test_size`` of the labelled images; see :mod:`iconograph.evaluation.fewshot`), with
+    zero-shot scored on the same test images in :attr:`Comparison.few_shot`.
     """
     sets = resolve_template_sets(templates, ensemble=ensemble)
+    if head is not None or shots is not None:
+        head = head or "logistic"
+        shots = check_shots(head, DEFAULT_SHOTS if shots is None else shots, test_size)
     truth_items = truth if isinstance(truth, Mapping) else read_truth(truth) if _is_path(truth) else list(truth)
     if labels is None and labels_file is None:
         labels = sorted({label for item in _items(truth_items) for label in item.labels or ()})
@@ -214,6 +285,8 @@ def compare(
     if not items:
         raise SourceError("no images found in the sources")
     paths = [item.path for item in items]
+    probe_items = _probe_items(items, truth_items) if head is not None else []
+    probe_multi_label = is_multi_label_items(probe_items)
     models = list(models.items()) if isinstance(models, Mapping) else [(None, m) for m in models]
     if not models:
         raise LabelError("give at least one model")
@@ -229,6 +302,7 @@ def compare(
         for s in sets
     ]
     rows = []
+    few_shot = None
     for name, model in models:
         embedder = model if isinstance(model, Embedder) else Embedder(model, **embedder_options)
         name = name or (model if isinstance(model, str) else embedder.model.spec)
@@ -240,6 +314,28 @@ def compare(
         computed = embedder.stats.computed - before[0]
         cached = embedder.stats.cached - before[1]
         ok = embedded.ok
+        model_rows = []
+        if head is not None:
+            vectors = {path: embedded.vectors[i] for i, path in enumerate(embedded.paths) if ok[i]}
+            if few_shot is None:  # split once, on the first model's readable images: every model shares it
+                labelled = [item for item in probe_items if item.path in vectors]
+                test, train = few_shot_split(
+                    labelled, shots, test_size=test_size, seed=seed, multi_label=probe_multi_label
+                )
+                few_shot = FewShot(
+                    head,
+                    shots,
+                    seed,
+                    test_size,
+                    [i.path for i in test],
+                    {k: [i.path for i in p] for k, p in train.items()},
+                )
+            needed = {*few_shot.test, *(path for part in few_shot.train.values() for path in part)}
+            missing = sorted(needed - vectors.keys())
+            if missing:
+                raise SourceError(f"{missing[0]} could not be embedded by {name}: the few-shot split needs it")
+            probes = probe_rows(vectors, train, test, head=head, multi_label=probe_multi_label, top_k=top_k)
+            few_shot.zero_shot[str(name)] = {}
         for s, classifier in zip(sets, classifiers):
             start = time.perf_counter()
             classifier.prepare(embedder)
@@ -250,22 +346,55 @@ def compare(
                 for path, error in zip(embedded.paths, embedded.errors)
             ]
             metrics = evaluate(predictions, truth_items)
+            if few_shot is not None:
+                held_out = set(few_shot.test)
+                on_test = evaluate([p for p in predictions if p.path in held_out], test, multi_label=probe_multi_label)
+                few_shot.zero_shot[str(name)][s.name] = {
+                    m: on_test.get(m) for m in (*METRICS, "counts") if m in on_test
+                }
+            model_rows.append(
+                {
+                    "templates": s.name,
+                    "n_templates": len(s.templates),
+                    "head": ZERO_SHOT,
+                    "shots": None,
+                    "train_images": None,
+                    **metrics,
+                    "text_seconds": text_seconds,
+                    "fit_seconds": None,
+                }
+            )
+        if head is not None:
+            model_rows += [{"head": head, "templates": None, "n_templates": None, **probe} for probe in probes]
+        for row in model_rows:
             rows.append(
                 {
                     "model": str(name),
-                    "templates": s.name,
-                    "n_templates": len(s.templates),
-                    **metrics,
+                    **row,
                     "images_computed": computed,
                     "images_cached": cached,
                     "images_failed": int((~ok).sum()),
                     "seconds_per_1000_images": 1000 * tower.seconds / computed if computed else None,
                     "embedding_seconds": seconds,
-                    "text_seconds": text_seconds,
+                    "text_seconds": row.get("text_seconds"),
+                    "fit_seconds": row.get("fit_seconds"),
                 }
             )
     sort = sort or default_sort(rows[0]["task"])
-    return Comparison(sort_rows(rows, sort), sort, sets, classifiers[0].labels)
+    return Comparison(sort_rows(rows, sort), sort, sets, classifiers[0].labels, few_shot)
+
+
+def _probe_items(items: Sequence[Item], truth) -> list[Item]:
+    """The source images that have truth labels, with them (and the truth's ``split`` column, if any)."""
+    truth_items = {path_key(item.path): item for item in _items(truth)}
+    out = []
+    for item in items:
+        found = truth_items.get(path_key(item.path))
+        if found is not None and found.labels:
+            out.append(Item(item.path, tuple(found.labels), found.meta))
+    if len({label for item in out for label in item.labels}) < 2:
+        raise OptionError("a few-shot probe needs labelled images of at least two classes in the sources")
+    return out
 
 
 class _Tower:
@@ -314,26 +443,42 @@ def format_value(value) -> str:
     return "" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def row_name(row: dict) -> str:
+    """How charts and the per-class table name a row: ``model · template set`` or ``model · head k-shot``."""
+    if row.get("head", ZERO_SHOT) == ZERO_SHOT:
+        return f"{row['model']} · {row['templates']}"
+    return f"{row['model']} · {row['head']} {row['shots']}-shot"
+
+
 def print_table(comparison: Comparison, console=None) -> None:
     """The rows as a Rich table, best first by the sort metric."""
     from rich.console import Console
     from rich.table import Table
 
     metrics = [m for m in METRICS if any(m in row for row in comparison.rows)]
-    n = comparison.rows[0]["counts"]["evaluated"] if comparison.rows else 0
-    table = Table(title=f"{comparison.task} comparison ({n} images), sorted by {comparison.sort}")
+    n = comparison.first_zero_shot["counts"]["evaluated"] if comparison.rows else 0
+    few_shot = comparison.few_shot
+    title = f"{comparison.task} comparison ({n} images), sorted by {comparison.sort}"
+    if few_shot is not None:
+        title += f"; probes scored on {len(few_shot.test)} held-out images"
+    table = Table(title=title)
     table.add_column("model")
     table.add_column("templates")
     table.add_column("n", justify="right")
+    if few_shot is not None:
+        table.add_column("head")
+        table.add_column("shots", justify="right")
     for metric in metrics:
         table.add_column(metric, justify="right", style="bold" if metric == comparison.sort else None)
     table.add_column("s / 1000 img", justify="right")
     for row in comparison.rows:
         speed = row["seconds_per_1000_images"]
+        probe = [row["head"], format_value(row["shots"])] if few_shot is not None else []
         table.add_row(
             row["model"],
-            row["templates"],
-            str(row["n_templates"]),
+            format_value(row["templates"]),
+            format_value(row["n_templates"]),
+            *probe,
             *(format_value(row.get(m)) for m in metrics),
             "cached" if speed is None else f"{speed:.2f}",
         )
@@ -349,9 +494,9 @@ def bar_chart(comparison: Comparison, metric: str) -> bytes:
     from iconograph.evaluation.report.figures import _figure, _png, palette
 
     rows = sort_rows(comparison.rows, metric)
-    names = [f"{r['model']} · {r['templates']}" for r in rows]
+    names = [row_name(r) for r in rows]
     values = [r.get(metric) or 0.0 for r in rows]
-    models = list(dict.fromkeys(r["model"] for r in comparison.rows))
+    models = comparison.models
     figure = _figure(7, 0.8 + 0.32 * len(rows))
     axes = figure.add_subplot()
     axes.barh(range(len(rows)), values, color=[palette(models.index(r["model"])) for r in rows])
@@ -365,16 +510,46 @@ def bar_chart(comparison: Comparison, metric: str) -> bytes:
     return _png(figure)
 
 
+def curve_chart(comparison: Comparison, metric: str | None = None) -> bytes:
+    """The few-shot curve: per model the probe's ``metric`` against k (log scale), with the best
+    zero-shot template set on the same held-out images as a dashed line in the model's colour."""
+    from iconograph.evaluation.report.figures import _figure, _png, palette
+
+    metric = metric or comparison.curve_metric
+    figure = _figure(7, 4.2)
+    axes = figure.add_subplot()
+    for i, (model, curve) in enumerate(comparison.curve(metric).items()):
+        color = palette(i)
+        name = _short(model, 40)
+        axes.plot(curve["shots"], curve["probe"], marker="o", color=color, label=f"{name}: {comparison.few_shot.head}")
+        best = max(curve["zero_shot"].items(), key=lambda kv: kv[1] if kv[1] is not None else float("-inf"))
+        if best[1] is not None:
+            axes.axhline(
+                best[1], color=color, linestyle="--", linewidth=1, label=f"{name}: zero-shot ({_short(best[0], 30)})"
+            )
+    axes.set_xscale("log", base=2)
+    shots = comparison.few_shot.shots
+    axes.set_xticks(shots, [str(k) for k in shots])
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("labelled images per class (k)")
+    axes.set_ylabel(metric)
+    axes.set_title(f"few-shot {metric} on {len(comparison.few_shot.test)} held-out images")
+    axes.legend(fontsize=7, loc="best")
+    return _png(figure)
+
+
 def _short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3) :]
 
 
 def render_report(comparison: Comparison, title: str = "iconograph comparison") -> str:
-    """One self-contained HTML page: the sorted table, a bar chart per metric, per-class F1 of the best two."""
+    """One self-contained HTML page: the sorted table, a bar chart per metric, the few-shot curve,
+    per-class F1 of the best two, and the seconds per 1000 images of each model."""
     from iconograph.evaluation.report.html import environment
 
     metrics = [m for m in METRICS if any(m in row for row in comparison.rows)]
     charts = {m: base64.b64encode(bar_chart(comparison, m)).decode() for m in metrics}
+    curve = base64.b64encode(curve_chart(comparison)).decode() if comparison.few_shot else None
     best = comparison.rows[:2]
     classes = sorted({c for row in best for c in row.get("per_class", {})})
     per_class = [
@@ -394,7 +569,12 @@ def render_report(comparison: Comparison, title: str = "iconograph comparison") 
             metrics=metrics,
             charts=charts,
             best=best,
+            best_names=[row_name(row) for row in best],
             per_class=per_class,
             template_sets=comparison.template_sets,
+            curve_chart=curve,
+            curve_metric=comparison.curve_metric,
+            curves=comparison.curve(),
+            speed=comparison.speed(),
         )
     )
