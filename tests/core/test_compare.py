@@ -15,6 +15,7 @@ import iconograph as ig
 from iconograph.classification.zeroshot import TEMPLATE_SETS, LabelError, load_templates
 from iconograph.cli.compare import spread_multi_values
 from iconograph.evaluation.compare import METRICS, compare, ensemble_templates, resolve_template_sets
+from iconograph.evaluation.metrics import read_truth
 from tests.conftest import CIFAR_TEST, keep_artifact, needs_chromium, run_cli
 
 CLASSES = ("cat", "ship", "frog")
@@ -185,6 +186,138 @@ def test_unusable_arguments_fail_before_any_model_loads(tmp_path):
     assert result.returncode == 2 and "nosuch" in result.stderr and "Traceback" not in result.stderr
 
 
+# ---- few-shot probes -------------------------------------------------------------------------
+
+
+def test_few_shot_split_is_seeded_nested_disjoint_and_k_per_class():
+    from iconograph.evaluation.fewshot import few_shot_split
+    from iconograph.learning.splits import split_items
+
+    items = [ig.Item(f"{c}/{i}.jpg", (c,)) for c in ("a", "b", "c") for i in range(12 if c != "c" else 5)]
+    test, train = few_shot_split(items, [1, 2, 4], test_size=0.5, seed=3, multi_label=False)
+    assert [i.path for i in test] == [i.path for i in split_items(items, val=0.0, test=0.5, seed=3).test]
+    pool = {i.path for i in items} - {i.path for i in test}
+    pool_counts = {c: sum(p.startswith(c + "/") for p in pool) for c in "abc"}
+    assert pool_counts["c"] < 4  # a small class gives all it has
+    for k, part in train.items():
+        paths = [i.path for i in part]
+        assert set(paths) <= pool and len(set(paths)) == len(paths)
+        assert {c: sum(p.startswith(c + "/") for p in paths) for c in "abc"} == {
+            c: min(k, n) for c, n in pool_counts.items()
+        }
+    assert {i.path for i in train[1]} <= {i.path for i in train[2]} <= {i.path for i in train[4]}
+    again = few_shot_split(items, [1, 2, 4], test_size=0.5, seed=3, multi_label=False)
+    assert again == (test, train)
+    other = few_shot_split(items, [1, 2, 4], test_size=0.5, seed=4, multi_label=False)
+    assert other != (test, train)
+
+    multi = [ig.Item(f"{i}.jpg", ("x", "y") if i % 3 == 0 else ("x",) if i % 3 == 1 else ("y", "z")) for i in range(30)]
+    test, train = few_shot_split(multi, [2], test_size=0.4, seed=0, multi_label=True)
+    counts = {label: sum(label in i.labels for i in train[2]) for label in "xyz"}
+    assert min(counts.values()) >= 2 and not {i.path for i in train[2]} & {i.path for i in test}
+
+
+def sklearn_probe_metrics(vectors: dict, train: list[str], test: list[str], truth: dict, multi_label: bool):
+    """The reference: scikit-learn's LogisticRegression (one-vs-rest for multi-label) fitted directly
+    on the same L2-normalised vectors, deciding and scored as ``predict`` then ``evaluate``."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.preprocessing import MultiLabelBinarizer, normalize
+
+    from iconograph.classification.decisions import decide
+    from iconograph.classification.results import Prediction
+
+    X = normalize(np.stack([vectors[p] for p in train]).astype(np.float64))
+    X_test = normalize(np.stack([vectors[p] for p in test]).astype(np.float64))
+    estimator = LogisticRegression(C=1.0, tol=1e-4, max_iter=1000)
+    if multi_label:
+        binarizer = MultiLabelBinarizer().fit([truth[p] for p in train])
+        classes = list(binarizer.classes_)
+        scores = (
+            OneVsRestClassifier(estimator).fit(X, binarizer.transform([truth[p] for p in train])).predict_proba(X_test)
+        )
+    else:
+        fitted = estimator.fit(X, [truth[p][0] for p in train])
+        classes, scores = list(fitted.classes_), fitted.predict_proba(X_test)
+    decided = decide(scores, classes, multi_label=multi_label)
+    predictions = [Prediction(p, labels) for p, labels in zip(test, decided)]
+    return ig.evaluate(predictions, {p: truth[p] for p in test}, multi_label=multi_label)
+
+
+def assert_close_metrics(row: dict, expected: dict) -> None:
+    """Decisions equal; scores (float32 PyTorch vs float64 scikit-learn) to 1e-6 in the ranking metrics."""
+    for key in ("accuracy", "f1_micro", "f1_macro", "f1_samples", "top5_accuracy"):
+        if key in expected:
+            assert row[key] == pytest.approx(expected[key], abs=1e-9), key
+    assert row["mAP"] == pytest.approx(expected["mAP"], abs=1e-6)
+    assert row["counts"] == expected["counts"] and row["per_class"] == expected["per_class"]
+
+
+def test_few_shot_rows_equal_scikit_learn_on_the_same_split(tmp_path, tiny_clip, second_clip):
+    truth = truth_csv(tmp_path / "truth.csv", per_class=10)
+    n = 10 * len(CLASSES)
+    store = ig.Store(tmp_path / "store")
+    embedders = {
+        name: ig.Embedder(str(m), store=store, workers=0) for name, m in (("a", tiny_clip), ("b", second_clip))
+    }
+    result = compare(
+        truth, truth, list(CLASSES), templates=["default", "photo"], models=embedders, shots=[1, 2, 4], seed=1
+    )
+    few_shot = result.few_shot
+    assert few_shot.head == "logistic" and few_shot.shots == [1, 2, 4] and len(few_shot.test) == n // 2
+    for embedder in embedders.values():  # the probes reuse the zero-shot image embeddings
+        assert (embedder.stats.computed, embedder.stats.cached) == (n, 0)
+    truth_map = {item.path: item.labels for item in read_truth(truth)}
+    probes = [row for row in result.rows if row["head"] == "logistic"]
+    assert sorted((r["model"], r["shots"]) for r in probes) == [(m, k) for m in "ab" for k in (1, 2, 4)]
+    for row in probes:
+        embedded = embedders[row["model"]].embed_images(list(truth_map))
+        vectors = dict(zip(embedded.paths, embedded.vectors))
+        train = few_shot.train[row["shots"]]
+        assert row["train_images"] == len(train) == row["shots"] * len(CLASSES)
+        assert not set(train) & set(few_shot.test)
+        expected = sklearn_probe_metrics(vectors, train, few_shot.test, truth_map, multi_label=False)
+        assert_close_metrics(row, expected)
+    for row in result.rows:
+        if row["head"] == "zero-shot":  # zero-shot rows: every image; the curve's zero-shot: the test images
+            assert row["counts"]["evaluated"] == n
+            predictions = ig.classify(
+                few_shot.test, list(CLASSES), embedder=embedders[row["model"]], templates=row["templates"]
+            )
+            on_test = ig.evaluate(predictions, {p: truth_map[p] for p in few_shot.test})
+            assert few_shot.zero_shot[row["model"]][row["templates"]]["accuracy"] == pytest.approx(
+                on_test["accuracy"], abs=1e-9
+            )
+    curve = result.curve()
+    assert curve["a"]["shots"] == [1, 2, 4]
+    assert curve["a"]["probe"] == [
+        r["accuracy"] for r in sorted((r for r in probes if r["model"] == "a"), key=lambda r: r["shots"])
+    ]
+
+
+def test_multi_label_few_shot_rows_equal_scikit_learn_one_vs_rest(tmp_path, tiny_clip):
+    truth = tmp_path / "truth.csv"
+    rows = list(csv.reader(truth_csv(tmp_path / "single.csv", per_class=8).open()))[1:]
+    with truth.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "labels"])
+        for path, label in rows:
+            writer.writerow([path, f"{label};{'vehicle' if label == 'ship' else 'animal'}"])
+    labels = [*CLASSES, "animal", "vehicle"]
+    embedder = ig.Embedder(str(tiny_clip), store=tmp_path / "store", workers=0)
+    result = compare(truth, truth, labels, templates=["photo"], models={"m": embedder}, multi_label=True, shots=[2, 4])
+    truth_map = {item.path: item.labels for item in read_truth(truth)}
+    embedded = embedder.embed_images(list(truth_map))
+    vectors = dict(zip(embedded.paths, embedded.vectors))
+    for row in (r for r in result.rows if r["head"] == "logistic"):
+        assert row["task"] == "multi-label"
+        expected = sklearn_probe_metrics(
+            vectors, result.few_shot.train[row["shots"]], result.few_shot.test, truth_map, True
+        )
+        assert_close_metrics(row, expected)
+
+
 # ---- CLI, JSON, CSV and HTML agree ---------------------------------------------------------
 
 
@@ -195,7 +328,10 @@ def html_table(html: str) -> list[dict]:
     for tr in re.findall(r"<tr>(.*?)</tr>", body.split("<tbody>", 1)[1], re.S):
         texts = re.findall(r'<td class="text">(.*?)</td>', tr)
         values = dict(re.findall(r'data-metric="([^"]+)" data-value="([^"]*)"', tr))
-        rows.append({"model": texts[0], "templates": texts[1], **{k: float(v) for k, v in values.items() if v}})
+        head = texts[2] if len(texts) > 2 else "zero-shot"
+        rows.append(
+            {"model": texts[0], "templates": texts[1], "head": head, **{k: float(v) for k, v in values.items() if v}}
+        )
     return rows
 
 
@@ -226,36 +362,49 @@ def test_cli_json_csv_and_html_agree(tmp_path, tiny_clip, second_clip):
         tmp_path / "store",
         "--sort",
         "f1_macro",
+        "--shots",
+        "1",
+        "2",
         check=True,
     )
     assert "30 images: 30 ok, 0 failed; 60 embeddings computed, 0 from cache" in result.stderr
     data = json.loads(out["json"].read_text())
     rows = data["rows"]
-    assert data["sort"] == "f1_macro" and len(rows) == 6
+    assert data["sort"] == "f1_macro" and len(rows) == 6 + 2 * 2
     assert [r["f1_macro"] for r in rows] == sorted((r["f1_macro"] for r in rows), reverse=True)
-    assert {(r["model"], r["templates"]) for r in rows} == {
-        (str(m), t) for m in (tiny_clip, second_clip) for t in TEMPLATES
-    }
+    assert {(r["model"], r["templates"], r["head"], r["shots"]) for r in rows} == {
+        (str(m), t, "zero-shot", None) for m in (tiny_clip, second_clip) for t in TEMPLATES
+    } | {(str(m), None, "logistic", k) for m in (tiny_clip, second_clip) for k in (1, 2)}
+    few_shot = data["few_shot"]
+    assert few_shot["head"] == "logistic" and few_shot["shots"] == [1, 2] and few_shot["test_images"] == 15
+    assert few_shot["train_images"] == {"1": 3, "2": 6}
     assert data["template_sets"]["cifar10"] == load_templates("cifar10")
 
     with out["csv"].open(newline="") as handle:
         table = list(csv.DictReader(handle))
-    assert [(r["model"], r["templates"]) for r in table] == [(r["model"], r["templates"]) for r in rows]
+    assert [(r["model"], r["templates"], r["head"], r["shots"]) for r in table] == [
+        (r["model"], r["templates"] or "", r["head"], str(r["shots"] or "")) for r in rows
+    ]
     for row, line in zip(rows, table):
         for metric in METRICS:
             assert float(line[metric]) == row[metric]
-        assert int(line["images_computed"]) == 30 and int(line["evaluated"]) == 30
+        assert int(line["images_computed"]) == 30
+        assert int(line["evaluated"]) == (30 if row["head"] == "zero-shot" else 15)
 
     page = html_table(out["html"].read_text())
-    assert [(html_lib.unescape(r["model"]), html_lib.unescape(r["templates"])) for r in page] == [
-        (r["model"], r["templates"]) for r in rows
+    assert [(html_lib.unescape(r["model"]), html_lib.unescape(r["templates"]), r["head"]) for r in page] == [
+        (r["model"], r["templates"] or "", r["head"]) for r in rows
     ]
     for row, shown in zip(rows, page):
         for metric in METRICS:
             assert float(shown[metric]) == pytest.approx(row[metric], abs=1e-12)
 
+    curve_table = out["html"].read_text().split('<table id="few-shot-table">', 1)[1].split("</table>", 1)[0]
+    shown = {(int(k), float(v)) for k, v in re.findall(r'data-shots="(\d+)" data-value="([^"]+)"', curve_table)}
+    assert shown == {(r["shots"], r["f1_macro"]) for r in rows if r["head"] == "logistic"}
+
     for row in rows:  # the terminal table shows the same rows, four decimals
-        assert f"{row['accuracy']:.4f}" in result.stdout and row["templates"] in result.stdout
+        assert f"{row['accuracy']:.4f}" in result.stdout and (row["templates"] or "logistic") in result.stdout
 
     api = ig.compare(
         truth,
@@ -264,12 +413,14 @@ def test_cli_json_csv_and_html_agree(tmp_path, tiny_clip, second_clip):
         templates=TEMPLATES,
         models=[str(tiny_clip), str(second_clip)],
         sort="f1_macro",
+        shots=[1, 2],
         store=tmp_path / "store",
     )
     assert all(r["images_cached"] == 30 for r in api.rows)
-    by_key = {(r["model"], r["templates"]): r for r in api.rows}
+    assert api.to_json()["few_shot"] == few_shot
+    by_key = {(r["model"], r["templates"], r["shots"]): r for r in api.rows}
     for row in rows:
-        assert_same_metrics(row, by_key[(row["model"], row["templates"])])
+        assert_same_metrics(row, by_key[(row["model"], row["templates"], row["shots"])])
 
 
 @needs_chromium
@@ -283,6 +434,7 @@ def test_report_renders_offline_and_escapes_hostile_labels(browser, tmp_path, ti
         templates=["photo", "{} <b>bold</b> & co", "cifar10"],
         models={HOSTILE: str(tiny_clip), "second": str(second_clip)},
         ensemble=True,
+        shots=[1, 2],
         store=tmp_path / "store",
     )
     html = result.write_report(tmp_path / "compare.html")
@@ -306,11 +458,20 @@ def test_report_renders_offline_and_escapes_hostile_labels(browser, tmp_path, ti
     )
     assert external == []
     plots = page.locator("img.plot").evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
-    assert len(plots) == len(METRICS) and all(plots)
-    assert page.locator("#compare-table tbody tr").count() == 2 * 4
+    assert len(plots) == len(METRICS) + 1 and all(plots)  # a bar chart per metric and the few-shot curve
+    assert page.locator("#compare-table tbody tr").count() == 2 * 4 + 2 * 2
+    assert page.locator("#few-shot-table tbody tr").count() == 2
+    speed = page.locator("#speed-table tbody tr").all()
+    assert [row.locator("td").first.inner_text() for row in speed] == [HOSTILE, "second"]
+    for row, entry in zip(speed, result.speed()):
+        shown = row.locator("td").nth(3).get_attribute("data-value")
+        assert float(shown) == pytest.approx(entry["seconds_per_1000_images"]) and entry["images_computed"] == 12
     headers = page.locator("#per-class-table thead th").all_inner_texts()
     best = result.rows[:2]
-    assert headers[1:3] == [f"{r['model']} · {r['templates']}" for r in best]
+    assert headers[1:3] == [
+        f"{r['model']} · {r['templates']}" if r["head"] == "zero-shot" else f"{r['model']} · logistic {r['shots']}-shot"
+        for r in best
+    ]
     cells = page.locator("#per-class-table tbody tr").first.locator("td").all_inner_texts()
     first_class = sorted({c for r in best for c in r["per_class"]})[0]
     assert cells[0] == first_class
