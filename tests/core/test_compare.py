@@ -65,6 +65,7 @@ def test_builtin_template_sets_load_and_name_their_source():
     assert len(load_templates("cifar10")) == 18
     assert load_templates("cifar10")[:2] == ["a photo of a {}.", "a blurry photo of a {}."]
     assert load_templates("imagenet") == load_templates("openai") and len(load_templates("imagenet")) == 80
+    assert load_templates("cifar100") == load_templates("cifar10")  # CLIP's CIFAR-100 prompts are its CIFAR-10 ones
     for name in ("cifar10", "coins", "artworks", "products"):
         text = resources.files("iconograph.classification").joinpath(f"templates/{name}.txt").read_text()
         assert text.startswith("# source: "), name

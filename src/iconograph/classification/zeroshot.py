@@ -36,8 +36,11 @@ from iconograph.errors import UserError
 from iconograph.reading.sources import clean_label
 from iconograph.reading.textfiles import read_csv, read_json, read_lines
 
-TEMPLATE_SETS = ("default", "openai", "photo", "none", "imagenet", "cifar10", "coins", "artworks", "products")
-TEMPLATE_FILES = {"imagenet": "openai"}  # CLIP's 80 ImageNet templates are the openai set
+TEMPLATE_SETS = (
+    "default", "openai", "photo", "none", "imagenet", "cifar10", "cifar100", "coins", "artworks", "products"
+)  # fmt: skip
+# CLIP's 80 ImageNet templates are the openai set; its CIFAR-100 templates are its 18 CIFAR-10 ones
+TEMPLATE_FILES = {"imagenet": "openai", "cifar100": "cifar10"}
 
 
 class LabelError(UserError):

@@ -73,7 +73,7 @@ def compare(
         Optional[list[str]],
         typer.Option(
             "--templates",
-            help="Template sets to compare: built-in names (default, openai, photo, none, imagenet, cifar10, coins, "
+            help="Template sets to compare: built-in names (default, openai, photo, none, imagenet, cifar10, cifar100, coins, "
             "artworks, products), files, or one inline template containing '{}'. Several after one --templates.",
         ),
     ] = None,

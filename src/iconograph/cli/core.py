@@ -42,7 +42,7 @@ def classify(
         str,
         typer.Option(
             "--templates",
-            help="A template set (default, openai/imagenet, photo, none, cifar10, coins, artworks, products) or a file with one '{}' template per line.",
+            help="A template set (default, openai/imagenet, photo, none, cifar10/cifar100, coins, artworks, products) or a file with one '{}' template per line.",
         ),
     ] = "default",
     multi_label: Annotated[
