@@ -100,16 +100,27 @@ def test_exact_search_in_memory_equals_numpy_and_follows_writes(tmp_path):
 def test_index_target_recall_from_the_command_line(images, tiny_clip, tmp_path):
     store = tmp_path / "store"
     common = ["--store", store, "--collection", "c"]
-    refused = run_cli("index", *common)
-    assert refused.returncode == 2 and "--target-recall" in refused.stderr
-    run_cli("index", images, "--model", tiny_clip, "--rebuild-index", *common, check=True)
-    tuned = run_cli("index", "--target-recall", "0.95", *common, check=True)
-    assert "<- chosen" in tuned.stdout and "stored" in tuned.stderr
+    tuned = run_cli(
+        "index", images, "--model", tiny_clip, "--rebuild-index", "--target-recall", "0.95", *common, check=True
+    )
+    assert "12 added" in tuned.stderr and "<- chosen" in tuned.stdout and "stored" in tuned.stderr
     stored = SearchCollection("c", store).tuned
     assert stored["index_type"] == "IVF_HNSW_SQ" and stored["target_recall"] == 0.95
     assert SearchCollection("c", store).vectors.settings().to_dict() == stored["settings"]
     found = run_cli("search", "a photo of a cat", "-k", "3", *common, check=True)
     assert "tuned for recall@10 0.95" in found.stderr
     assert all("score" in json.loads(line) for line in found.stdout.splitlines())
-    bench = run_cli("index", "--bench", *common, check=True)
+    bench = run_cli("index", "--bench", *common, check=True)  # no SOURCE: measure the collection as it is
     assert "recall@10" in bench.stdout and "<- chosen" not in bench.stdout
+    assert SearchCollection("c", store).tuned == stored  # --bench changes nothing
+
+
+def test_index_without_source_needs_a_tuning_option(tmp_path):
+    from typer.testing import CliRunner
+
+    from iconograph.cli import app
+
+    refused = CliRunner().invoke(app, ["index", "--store", str(tmp_path / "store")])
+    assert refused.exit_code == 2 and "--target-recall" in refused.output
+    unknown = CliRunner().invoke(app, ["index", "--bench", "--store", str(tmp_path / "store"), "-c", "none"])
+    assert unknown.exit_code == 2 and "no collection named 'none'" in unknown.output
