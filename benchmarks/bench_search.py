@@ -119,6 +119,11 @@ def main() -> None:
     parser.add_argument("--hnsw-ef", default="100,300")
     parser.add_argument("--hnsw-refine", type=int, default=10)
     parser.add_argument("--flat-queries", type=int, default=20, help="queries for LanceDB's (slow) flat scan")
+    parser.add_argument(
+        "--tune",
+        type=float,
+        help="also run iconograph's tuning for this recall on each index (what index --target-recall does)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     import lancedb
@@ -153,7 +158,8 @@ def main() -> None:
     random_cos = float(np.mean(np.sum(vectors[: args.queries] * queries, axis=1)))
 
     folder = Path(tempfile.mkdtemp(prefix="iconograph-bench-", dir=os.environ.get("BENCH_TMP")))
-    table = VectorTable(lancedb.connect(str(folder)), "bench", ann_threshold=10**12)
+    # the in-memory exact scan is measured at any size here (the library's limit is MEMORY_EXACT_BYTES)
+    table = VectorTable(lancedb.connect(str(folder)), "bench", ann_threshold=10**12, memory_limit=2**40)
     start = time.perf_counter()
     for lo in range(0, args.n, 250_000):  # the first batch is an add, later ones merge by path
         hi = min(args.n, lo + 250_000)
@@ -239,7 +245,17 @@ def main() -> None:
                 f"p95 {figures['p95_ms']:.1f} ms",
                 flush=True,
             )
+        tuning = None
+        if args.tune:
+            from iconograph.search.tuning import tune
+
+            start = time.perf_counter()
+            found = tune(table, args.tune, queries=args.queries, k=k)
+            print(f"  iconograph tuning for recall {args.tune} ({time.perf_counter() - start:.0f}s):", flush=True)
+            print("    " + found.table().replace("\n", "\n    "), flush=True)
+            tuning = found.to_dict()
         results[name] = {
+            "tuning": tuning,
             "config": str(config),
             "build_s": build_s,
             "build_peak_rss_growth_mb": growth,

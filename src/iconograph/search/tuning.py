@@ -11,7 +11,8 @@ Ground truth is the exact top ``k`` by cosine over all rows, streamed in batches
 The candidates (:func:`candidate_settings`) are a grid over what the index type offers:
 IVF partitions probed (``nprobes``), the HNSW beam (``ef``) and the re-rank factor
 (``refine_factor``: that many times ``k`` candidates re-scored on the full vectors). The chosen
-setting is the fastest (median latency; within 10% of the fastest, the one asking least of the
+setting is the fastest (median latency; each query runs every setting in turn, so that a busy
+machine's slow spells fall on all alike; within 10% of the fastest, the one asking least of the
 index) whose recall on the tuning queries reaches the target.
 """
 
@@ -138,21 +139,27 @@ def tune(
     exact, _ = vectors.exact_neighbours(matrix, k + 1)
     truth = [[p for p in row if p != own][:k] for row, own in zip(exact, sample_paths)]
 
-    def trial(settings: QuerySettings, half: np.ndarray) -> Trial:
-        times, recalls = [], []
-        for i in half:
-            start = time.perf_counter()
-            hits, _ = vectors.search(matrix[i], k + 1, mode="ann", settings=settings)
-            times.append(time.perf_counter() - start)
-            found = [h.path for h in hits if h.path != sample_paths[i]][:k]
-            recalls.append(len(set(found) & set(truth[i])) / k)
-        ms = np.array(times) * 1000
-        return Trial(settings, float(np.mean(recalls)), float(np.percentile(ms, 50)), float(np.percentile(ms, 95)))
+    def trials(grid: list[QuerySettings], half: np.ndarray) -> list[Trial]:
+        # queries outer, settings inner: a busy machine's slow spells fall on every setting alike
+        times = np.zeros((len(grid), len(half)))
+        recalls = np.zeros((len(grid), len(half)))
+        for j, i in enumerate(half):
+            for g, settings in enumerate(grid):
+                start = time.perf_counter()
+                hits, _ = vectors.search(matrix[i], k + 1, mode="ann", settings=settings)
+                times[g, j] = time.perf_counter() - start
+                found = [h.path for h in hits if h.path != sample_paths[i]][:k]
+                recalls[g, j] = len(set(found) & set(truth[i])) / k
+        ms = times * 1000
+        return [
+            Trial(settings, float(recalls[g].mean()), float(np.percentile(ms[g], 50)), float(np.percentile(ms[g], 95)))
+            for g, settings in enumerate(grid)
+        ]
 
     partitions = _partitions(vectors)
     tuning_half, heldout_half = order[:queries], order[queries:]
     result = Tuning(state.index_type, state.rows, k, queries, target_recall, query_paths=sample_paths)
-    result.trials = [trial(s, tuning_half) for s in candidates or candidate_settings(state.index_type, partitions)]
+    result.trials = trials(candidates or candidate_settings(state.index_type, partitions), tuning_half)
     if target_recall is None:
         return result
     good = [t for t in result.trials if t.recall >= target_recall]
@@ -165,7 +172,7 @@ def tune(
         result.chosen = min(close, key=lambda t: _cost(t.settings, k))
     else:
         result.chosen = max(result.trials, key=lambda t: (t.recall, -t.p50_ms))
-    result.heldout = trial(result.chosen.settings, heldout_half)
+    result.heldout = trials([result.chosen.settings], heldout_half)[0]
     return result
 
 
