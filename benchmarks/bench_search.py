@@ -37,7 +37,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from iconograph.search.vectors import QuerySettings, VectorTable  # noqa: E402
+from iconograph.search.vectors import (  # noqa: E402
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    HNSW_PARTITION_ROWS,
+    QuerySettings,
+    VectorTable,
+)
 
 
 def memory_mb(field: str = "VmRSS") -> float:
@@ -109,12 +115,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--indexes", default="IVF_PQ,IVF_HNSW_SQ")
     parser.add_argument("--pq-partitions", type=int, default=0, help="0: LanceDB's default (rows / 8192)")
-    parser.add_argument("--pq-subvectors", type=int, default=0, help="0: LanceDB's default (dim / 16)")
+    parser.add_argument("--pq-subvectors", type=int, default=0, help="0: iconograph's (dim / 8)")
     parser.add_argument("--pq-nprobes", default="10,20,40,80")
     parser.add_argument("--pq-refine", default="10,30,100")
-    parser.add_argument("--hnsw-partitions", type=int, default=0, help="0: one graph per 10,000 rows")
-    parser.add_argument("--hnsw-m", type=int, default=20)
-    parser.add_argument("--hnsw-ef-construction", type=int, default=150)
+    parser.add_argument("--hnsw-partitions", type=int, default=0, help="0: iconograph's, one graph per 10,000 rows")
+    parser.add_argument("--hnsw-m", type=int, default=HNSW_M)
+    parser.add_argument("--hnsw-ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
     parser.add_argument("--hnsw-nprobes", default="2,5,10,20")
     parser.add_argument("--hnsw-ef", default="100,300")
     parser.add_argument("--hnsw-refine", type=int, default=10)
@@ -208,11 +214,11 @@ def main() -> None:
             config = IvfPq(
                 distance_type="cosine",
                 num_partitions=args.pq_partitions or None,
-                num_sub_vectors=args.pq_subvectors or None,
+                num_sub_vectors=args.pq_subvectors or max(1, args.dim // 8),
             )
             settings = [{"nprobes": p, "refine_factor": r} for p in grid(args.pq_nprobes) for r in grid(args.pq_refine)]
         elif name == "IVF_HNSW_SQ":
-            partitions = args.hnsw_partitions or max(1, args.n // 10_000)
+            partitions = args.hnsw_partitions or max(1, -(-args.n // HNSW_PARTITION_ROWS))
             config = HnswSq(
                 distance_type="cosine",
                 num_partitions=partitions,

@@ -30,12 +30,19 @@ import pyarrow as pa
 from iconograph.classification.decisions import l2_normalize
 
 DEFAULT_ANN_THRESHOLD = 20_000
-HNSW_M = 32  # graph degree: 20 (LanceDB's default) loses recall on high-dimensional embeddings
-HNSW_EF_CONSTRUCTION = 300
-QUERY_EF = 2500  # beam width: recall@10 0.98 on 100k random 512-d vectors (1000: 0.85); bench_search.py
+# The HNSW index is a set of graphs, one per IVF partition of about HNSW_PARTITION_ROWS rows:
+# building many small graphs costs less than one large one (at 10^5 x 512, 10 graphs with
+# LanceDB's default degree and construction beam built in 234 s on a busy 2-core machine, one
+# graph of degree 32 and beam 300 in 299 s on a quieter one), and a query probes QUERY_NPROBES of
+# them. bench_search.py on embedding-like vectors: recall@10 0.99 with nprobes 20, ef 100,
+# refine 10 at 10^5. `iconograph index --target-recall` tunes these per collection.
+HNSW_M = 20  # graph degree (LanceDB's default)
+HNSW_EF_CONSTRUCTION = 150
+HNSW_PARTITION_ROWS = 10_000
+QUERY_NPROBES = 20
+QUERY_EF = 300  # beam width per graph
 QUERY_REFINE = 10  # re-rank 10*k candidates on the full-precision vectors
 INDEX_TYPES = ("IVF_HNSW_SQ", "IVF_PQ")
-HNSW_PARTITION_ROWS = 1_048_576  # rows per HNSW graph (LanceDB's default target partition size)
 # Exact scans hold the vectors in memory up to this many bytes (250,000 x 512 float32); above,
 # LanceDB's flat scan reads them from disk per query. bench_search.py: at 10^5 x 512 the scan in
 # memory takes a few ms against ~285 ms from disk.
@@ -123,8 +130,8 @@ class QuerySettings:
 
 
 DEFAULT_SETTINGS = {
-    "IVF_HNSW_SQ": QuerySettings(ef=QUERY_EF, refine_factor=QUERY_REFINE),
-    "IVF_PQ": QuerySettings(nprobes=20, refine_factor=QUERY_REFINE),
+    "IVF_HNSW_SQ": QuerySettings(nprobes=QUERY_NPROBES, ef=QUERY_EF, refine_factor=QUERY_REFINE),
+    "IVF_PQ": QuerySettings(nprobes=QUERY_NPROBES, refine_factor=QUERY_REFINE),
 }
 
 
@@ -313,8 +320,10 @@ class VectorTable:
         from lancedb.index import HnswSq, IvfPq
 
         if self.index_type == "IVF_PQ":
-            # LanceDB's defaults: rows / 8192 partitions, dim / 16 sub-vectors of 8 bits
-            config = IvfPq(distance_type="cosine")
+            # rows / 8192 partitions (LanceDB's default); sub-vectors of 8 dimensions, 8 bits each
+            # (LanceDB's default is 16 dimensions: recall@10 0.69 at refine 10 on 10^5 x 512
+            # embedding-like vectors, against 0.97 at 10^6 with 8; bench_search.py)
+            config = IvfPq(distance_type="cosine", num_sub_vectors=max(1, self.dim // 8))
         else:
             config = HnswSq(
                 distance_type="cosine",
