@@ -114,6 +114,12 @@ def test_index_target_recall_from_the_command_line(images, tiny_clip, tmp_path):
     assert "recall@10" in bench.stdout and "<- chosen" not in bench.stdout
     assert SearchCollection("c", store).tuned == stored  # --bench changes nothing
 
+    from iconograph import Embedder
+
+    embedder = Embedder(str(tiny_clip), store=str(store), workers=0, progress=False)
+    rebuilt = SearchCollection("c", store).index(images, embedder, rebuild=True)
+    assert rebuilt.state.action == "created" and SearchCollection("c", store).tuned is None  # tuned for the old index
+
 
 def test_index_without_source_needs_a_tuning_option(tmp_path):
     from typer.testing import CliRunner
