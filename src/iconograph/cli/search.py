@@ -14,7 +14,6 @@ from iconograph.cli.common import (
     DeviceOpt,
     ExactDecodeOpt,
     ProgressOpt,
-    Sources,
     StoreOpt,
     WorkersOpt,
     app,
@@ -29,10 +28,20 @@ FilterOpt = Annotated[
 ]
 
 
+OptionalSources = Annotated[
+    Optional[list[Path]],
+    typer.Argument(
+        help="Image files, folders (recursive) or dataset files (CSV, JSONL, COCO JSON). "
+        "May be left out with --target-recall/--bench (tune the collection as it is).",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 @user_errors
 def index(
-    sources: Sources,
+    sources: OptionalSources = None,
     collection: CollectionOpt = "default",
     model: Annotated[
         Optional[str], typer.Option("--model", "-m", help="Default: the collection's model, else the default model.")
@@ -60,6 +69,19 @@ def index(
     rebuild: Annotated[
         bool, typer.Option("--rebuild-index", help="Build the ANN index now, whatever the size.")
     ] = False,
+    index_type: Annotated[
+        Optional[str], typer.Option("--index-type", help="ANN index: IVF_HNSW_SQ (default) or IVF_PQ; remembered.")
+    ] = None,
+    target_recall: Annotated[
+        Optional[float],
+        typer.Option(
+            "--target-recall",
+            help="Tune the ANN query settings on queries from the collection to reach this recall@10; stored.",
+        ),
+    ] = None,
+    bench: Annotated[
+        bool, typer.Option("--bench", help="Print the recall/latency table of the ANN query settings.")
+    ] = False,
     prune: Annotated[bool, typer.Option("--prune", help="Drop rows whose files no longer exist.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the index report as JSON.")] = None,
     batch_size: BatchOpt = 32,
@@ -69,39 +91,54 @@ def index(
     progress: ProgressOpt = None,
     exact_decode: ExactDecodeOpt = False,
 ):
-    """Embed (what the cache lacks), optionally tag, and index images for search and review."""
+    """Embed (what the cache lacks), optionally tag, and index images for search and review;
+    --target-recall / --bench tune and measure the ANN query settings of the collection."""
     from iconograph.engine.files import atomic_write_text
-    from iconograph.search.run import index_collection
+    from iconograph.errors import OptionError
+    from iconograph.search.run import index_collection, tune_collection
 
-    report = index_collection(
-        sources,
-        collection,
-        store=store,
-        model=model,
-        labels=labels,
-        labels_file=labels_file,
-        predictions=predictions,
-        templates=templates,
-        multi_label=multi_label,
-        threshold=threshold,
-        top_k=top_k,
-        roots=root or (),
-        prune=prune,
-        rebuild=rebuild,
-        ann_threshold=ann_threshold,
-        batch_size=batch_size,
-        workers=workers,
-        device=device,
-        progress=progress,
-        exact_decode=exact_decode,
-    )
-    for path, error in report.failed:
-        echo_stderr(f"{path}: {error}")
-    for path in report.outside:
-        echo_stderr(f"{path}: outside the collection roots (add --root)")
-    if json_out:
-        atomic_write_text(json_out, json.dumps(report.to_dict(), indent=1))
-    echo_stderr(f"collection {collection!r}: {report.summary()}")
+    if not sources and target_recall is None and not bench:
+        raise OptionError("give SOURCE (images to index), or --target-recall/--bench to tune the collection")
+    if sources:
+        report = index_collection(
+            sources,
+            collection,
+            store=store,
+            model=model,
+            labels=labels,
+            labels_file=labels_file,
+            predictions=predictions,
+            templates=templates,
+            multi_label=multi_label,
+            threshold=threshold,
+            top_k=top_k,
+            roots=root or (),
+            prune=prune,
+            rebuild=rebuild,
+            ann_threshold=ann_threshold,
+            index_type=index_type,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            progress=progress,
+            exact_decode=exact_decode,
+        )
+        for path, error in report.failed:
+            echo_stderr(f"{path}: {error}")
+        for path in report.outside:
+            echo_stderr(f"{path}: outside the collection roots (add --root)")
+        if json_out:
+            atomic_write_text(json_out, json.dumps(report.to_dict(), indent=1))
+        echo_stderr(f"collection {collection!r}: {report.summary()}")
+    if target_recall is not None or bench:
+        tuning = tune_collection(collection, target_recall=target_recall, store=store)
+        typer.echo(tuning.table())
+        if target_recall is not None:
+            echo_stderr(
+                f"collection {collection!r}: query settings {tuning.chosen.settings.describe()} stored "
+                f"(recall@{tuning.k} {tuning.chosen.recall:.3f} on tuning queries, "
+                f"{tuning.heldout.recall:.3f} held out)"
+            )
 
 
 @app.command()

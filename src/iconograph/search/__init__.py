@@ -31,8 +31,15 @@ from iconograph.search.reviews import (
     ReviewError,
     ReviewLog,
 )
-from iconograph.search.run import SearchResult, export_collection, index_collection, search_collection
-from iconograph.search.vectors import DEFAULT_ANN_THRESHOLD, IndexState, SearchHit, VectorTable
+from iconograph.search.run import (
+    SearchResult,
+    export_collection,
+    index_collection,
+    search_collection,
+    tune_collection,
+)
+from iconograph.search.tuning import Tuning, tune
+from iconograph.search.vectors import DEFAULT_ANN_THRESHOLD, IndexState, QuerySettings, SearchHit, VectorTable
 
 __all__ = [
     "ACTIONS",
@@ -48,6 +55,7 @@ __all__ = [
     "LabelView",
     "NotInCollection",
     "PathRefused",
+    "QuerySettings",
     "Review",
     "ReviewError",
     "ReviewLog",
@@ -55,6 +63,7 @@ __all__ = [
     "SearchHit",
     "SearchResult",
     "TaggerConfig",
+    "Tuning",
     "VectorTable",
     "export_collection",
     "export_predictions",
@@ -63,4 +72,6 @@ __all__ = [
     "list_collections",
     "open_collection",
     "search_collection",
+    "tune",
+    "tune_collection",
 ]

@@ -27,7 +27,15 @@ from iconograph.engine.store import Store
 from iconograph.errors import UserError
 from iconograph.reading.sources import path_key, read_collection
 from iconograph.search.reviews import ImageReview, Review, ReviewLog
-from iconograph.search.vectors import DEFAULT_ANN_THRESHOLD, IndexState, SearchHit, VectorTable, sql_string
+from iconograph.search.vectors import (
+    DEFAULT_ANN_THRESHOLD,
+    INDEX_TYPES,
+    IndexState,
+    QuerySettings,
+    SearchHit,
+    VectorTable,
+    sql_string,
+)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DEFAULT_COLLECTION = "default"
@@ -262,13 +270,28 @@ class SearchCollection:
         table = self.meta.get("table")
         if table is None:
             raise CollectionError(f"collection {self.name!r} has not been indexed yet")
-        if self._vectors is None or self._vectors.name != table:
-            self._vectors = VectorTable(self.store.db, table, self.meta.get("ann_threshold", DEFAULT_ANN_THRESHOLD))
+        meta = self.meta
+        index_type = meta.get("index_type", INDEX_TYPES[0])
+        if self._vectors is None or self._vectors.name != table or self._vectors.index_type != index_type:
+            self._vectors = VectorTable(
+                self.store.db, table, meta.get("ann_threshold", DEFAULT_ANN_THRESHOLD), index_type=index_type
+            )
+        tuned = meta.get("query") or {}
+        self._vectors.query_settings = (
+            {tuned["index_type"]: QuerySettings.from_dict(tuned["settings"])} if tuned.get("settings") else {}
+        )
         return self._vectors
 
-    def _update_meta(self, **changes) -> None:
+    @property
+    def tuned(self) -> dict | None:
+        """The query settings chosen by :meth:`tune` (with the recall they reached), if any."""
+        return self.meta.get("query")
+
+    def _update_meta(self, *, drop: Sequence[str] = (), **changes) -> None:
         meta = self.meta
         meta.update({k: v for k, v in changes.items() if v is not None})
+        for key in drop:
+            meta.pop(key, None)
         meta["name"] = self.name
         self.store.write_meta(self.meta_name, meta)
         self._meta = None
@@ -286,12 +309,17 @@ class SearchCollection:
         prune: bool = False,
         rebuild: bool = False,
         ann_threshold: int | None = None,
+        index_type: str | None = None,
     ) -> IndexReport:
         """Add new or changed images of ``sources``; embed only what the cache lacks.
 
         ``tagger`` tags every image (and is remembered for later runs); ``predictions``
         (from ``classify``/``predict``) attach existing predictions by path instead.
+        ``index_type`` (IVF_HNSW_SQ or IVF_PQ; remembered) is the ANN index built once the
+        collection reaches ``ann_threshold`` rows; an index of another type is rebuilt.
         """
+        if index_type is not None and index_type not in INDEX_TYPES:
+            raise CollectionError(f"index type must be one of {', '.join(INDEX_TYPES)}; got {index_type!r}")
         if isinstance(sources, (str, os.PathLike)):
             sources = [sources]
         sources = [Path(s) for s in sources]
@@ -319,6 +347,7 @@ class SearchCollection:
             table=table,
             roots=sorted(all_roots),
             ann_threshold=ann_threshold or self.meta.get("ann_threshold") or DEFAULT_ANN_THRESHOLD,
+            index_type=index_type,
         )
         if tagger is not None:
             self._update_meta(tagger=tagger.to_dict())
@@ -363,7 +392,11 @@ class SearchCollection:
             gone = [p for p in existing if not os.path.exists(p)]
             vectors.delete_paths(gone)
             report.removed = len(gone)
+        built = vectors.state()
+        rebuild = rebuild or (built.mode == "ann" and built.index_type != vectors.index_type)
         report.state = vectors.maintain(rebuild=rebuild)
+        if report.state.action == "created":  # settings tuned for the previous index no longer hold
+            self._update_meta(drop=["query"])
         all_roots |= {
             os.path.dirname(os.path.realpath(path))
             for path, error in zip(embeddings.paths, embeddings.errors)
@@ -371,6 +404,28 @@ class SearchCollection:
         }
         self._update_meta(index=report.state.to_dict(), roots=sorted(all_roots))
         return report
+
+    def tune(self, target_recall: float | None = 0.95, *, queries: int = 200, k: int = 10, seed: int = 0):
+        """Measure ANN query settings on queries sampled from the collection
+        (:func:`iconograph.search.tuning.tune`); with ``target_recall``, store the fastest setting
+        that reaches it, which every later search of the collection uses."""
+        from iconograph.search.tuning import tune
+
+        result = tune(self.require().vectors, target_recall, queries=queries, k=k, seed=seed)
+        if target_recall is not None and result.chosen is not None:
+            self._update_meta(
+                query={
+                    "index_type": result.index_type,
+                    "settings": result.chosen.settings.to_dict(),
+                    "target_recall": target_recall,
+                    "reached": result.reached,
+                    "recall": round(result.chosen.recall, 4),
+                    "heldout_recall": round(result.heldout.recall, 4),
+                    "k": k,
+                    "rows": result.rows,
+                }
+            )
+        return result
 
     def _predict(self, paths, matrix, embedder, tagger, predictions) -> tuple[list[list[str]], list[list[float]]]:
         if not paths:
@@ -548,6 +603,7 @@ class SearchCollection:
             "images": self.vectors.count(),
             "reviews": self.reviews.count(),
             "index": self.vectors.state().to_dict(),
+            "query_settings": self.tuned,
             "tagger": self.tagger.to_dict() if self.tagger else None,
         }
 

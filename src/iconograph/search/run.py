@@ -33,6 +33,7 @@ def index_collection(
     prune: bool = False,
     rebuild: bool = False,
     ann_threshold: int | None = None,
+    index_type: str | None = None,
     **embedder_options,
 ) -> IndexReport:
     """Embed (what the cache lacks), tag zero-shot with ``labels`` or attach ``predictions``, and
@@ -64,7 +65,25 @@ def index_collection(
         prune=prune,
         rebuild=rebuild,
         ann_threshold=ann_threshold,
+        index_type=index_type,
     )
+
+
+def tune_collection(
+    collection: str = DEFAULT_COLLECTION,
+    *,
+    target_recall: float | None = None,
+    queries: int = 200,
+    k: int = 10,
+    store=None,
+):
+    """Measure the ANN query settings on queries sampled from the collection; with
+    ``target_recall``, store the fastest that reaches it for later searches
+    (``iconograph index --target-recall R`` / ``--bench``). Returns a
+    :class:`iconograph.search.tuning.Tuning` (``.table()`` is the recall/latency table)."""
+    if target_recall is not None and not 0 < target_recall <= 1:
+        raise OptionError("--target-recall must be in (0, 1]")
+    return SearchCollection(collection, store).require().tune(target_recall, queries=queries, k=k)
 
 
 @dataclass(frozen=True)
@@ -113,7 +132,13 @@ def search_collection(
         else:
             hits, used = target.search_image(image, embedder, k, filters, mode)
     state = target.vectors.state()
-    return SearchResult(hits, used, state.rows, state.describe() if used == state.mode else f"{used} search")
+    how = state.describe() if used == state.mode else f"{used} search"
+    if used == "ann":
+        tuned = target.tuned
+        how += f"; query settings {target.vectors.settings(state.index_type).describe()}"
+        if tuned and tuned.get("index_type") == state.index_type:
+            how += f" (tuned for recall@{tuned['k']} {tuned['target_recall']}: {tuned['heldout_recall']} held out)"
+    return SearchResult(hits, used, state.rows, how)
 
 
 def export_collection(
