@@ -99,7 +99,8 @@ class SamSegmenter:
 
     def run_batch(self, pixels, sizes: Sequence[tuple[int, int]], keys: Sequence[str]) -> list[dict]:
         """Cacheable records: image size and the boxes with their masks."""
-        prompts = [self._by_key[key] for key in keys]
+        with self._lock:  # computed once per run: drop them so a long run does not keep every prompt
+            prompts = [self._by_key.pop(key) for key in keys]
         results = self.segment_pixels(pixels, sizes, prompts)
         return [
             {"width": w, "height": h, "boxes": mask_records(d, mask_scores)}
