@@ -30,6 +30,7 @@ _LEARN = {
     "split_items": ("iconograph.learning.splits", "split_items"),
     "write_full_report": ("iconograph.evaluation.report", "write_full_report"),
     "compare": ("iconograph.evaluation.compare", "compare"),
+    "segment": ("iconograph.segmentation", "segment"),
 }
 
 
@@ -78,6 +79,7 @@ __all__ = [
     "read_image",
     "read_image_folder",
     "read_predictions",
+    "segment",
     "register_backend",
     "split_items",
     "train",

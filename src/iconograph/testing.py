@@ -345,3 +345,47 @@ def save_tiny_timm(
     data_config = {"input_size": (3, image_size, image_size), "crop_pct": 1.0}
     save_for_hf(model, str(directory), safe_serialization=True, data_config=data_config)
     return directory
+
+
+def save_tiny_sam(directory: str | Path, *, image_size: int = 64, seed: int = 0, full_size: bool = False) -> Path:
+    """A SAM with its ``SamProcessor``: 64 px input, an 8x8 embedding grid, two-layer towers; or,
+    with ``full_size``, the SAM-ViT-base architecture (1024 px, 12 layers) with random weights.
+
+    The vision tower is drawn with std 0.02 (its config's default draws 1e-10, which makes every
+    embedding, and so every mask, nearly the same); ``num_pos_feats`` is half the prompt
+    encoder's width, which box prompts require."""
+    import torch
+    from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
+
+    torch.manual_seed(seed)
+    if full_size:
+        config = SamConfig(vision_config={"initializer_range": 0.02})
+        image_size = 1024
+    else:
+        config = SamConfig(
+            vision_config=dict(
+                hidden_size=32,
+                output_channels=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=image_size,
+                patch_size=8,
+                window_size=4,
+                global_attn_indexes=[1],
+                num_pos_feats=16,
+                mlp_dim=64,
+                initializer_range=0.02,
+            ),
+            prompt_encoder_config=dict(hidden_size=32, image_size=image_size, patch_size=8, mask_input_channels=4),
+            mask_decoder_config=dict(
+                hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=32
+            ),
+        )
+    model = SamModel(config).eval()
+    processor = SamProcessor(
+        SamImageProcessor(size={"longest_edge": image_size}, pad_size={"height": image_size, "width": image_size})
+    )
+    directory = Path(directory)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory

@@ -35,3 +35,10 @@ def raccoon_images() -> list[Path]:
     """Four real photos of different sizes, landscape and portrait."""
     names = ["raccoon-1.jpg", "raccoon-12.jpg", "raccoon-103.jpg", "raccoon-35.jpg"]
     return [RACCOON / "images" / name for name in names]
+
+
+@pytest.fixture(scope="session")
+def tiny_sam(tmp_path_factory) -> Path:
+    from iconograph.testing import save_tiny_sam
+
+    return save_tiny_sam(tmp_path_factory.mktemp("models") / "tiny-sam")

@@ -9,6 +9,10 @@ box covering a whole ``W x H`` image is ``(0, 0, W, H)``.
   ``[i - 1, i]``, so ``xmin..xmax`` is ``x1 = xmin - 1, x2 = xmax`` (as detectron2 reads VOC).
 * YOLO: ``class cx cy w h`` normalised by the image width and height.
 
+Instance masks (optional, one per box) are compressed COCO RLEs (:mod:`iconograph.boxes.masks`);
+JSONL records and COCO annotations carry them as ``"segmentation": {"size": [h, w], "counts":
+"..."}``. VOC and YOLO have no masks: writing them keeps the boxes only.
+
 The conversions are exact inverses of each other in floating point up to rounding noise far below
 a pixel; VOC values are written as integers when they are within 1e-6 of one, so integer boxes
 survive VOC -> COCO -> YOLO -> VOC unchanged.
@@ -30,13 +34,15 @@ class Detections:
     """Boxes of one image.
 
     ``xyxy`` (n, 4) float64 pixels; ``class_id`` (n,) int64 indices into ``classes``;
-    ``scores`` (n,) float64, or None for ground truth.
+    ``scores`` (n,) float64, or None for ground truth; ``masks`` a tuple of n compressed COCO
+    RLEs (``{"size": [h, w], "counts": str}``), or None when there are no masks.
     """
 
     xyxy: np.ndarray
     class_id: np.ndarray
     classes: tuple[str, ...]
     scores: np.ndarray | None = None
+    masks: tuple[dict, ...] | None = None
 
     def __post_init__(self):
         xyxy = np.asarray(self.xyxy, dtype=np.float64).reshape(-1, 4)
@@ -53,12 +59,39 @@ class Detections:
             if len(scores) != len(xyxy):
                 raise ValueError(f"{len(xyxy)} boxes but {len(scores)} scores")
             object.__setattr__(self, "scores", scores)
+        if self.masks is not None:
+            from iconograph.boxes.masks import normalise
+
+            masks = tuple(normalise(m) for m in self.masks)
+            if len(masks) != len(xyxy):
+                raise ValueError(f"{len(xyxy)} boxes but {len(masks)} masks")
+            object.__setattr__(self, "masks", masks)
 
     # ---- construction and views ---------------------------------------------------------
 
     @classmethod
-    def empty(cls, classes: Sequence[str] = (), with_scores: bool = False) -> Detections:
-        return cls(np.zeros((0, 4)), np.zeros(0, np.int64), tuple(classes), np.zeros(0) if with_scores else None)
+    def empty(cls, classes: Sequence[str] = (), with_scores: bool = False, with_masks: bool = False) -> Detections:
+        return cls(
+            np.zeros((0, 4)),
+            np.zeros(0, np.int64),
+            tuple(classes),
+            np.zeros(0) if with_scores else None,
+            () if with_masks else None,
+        )
+
+    @classmethod
+    def from_masks(
+        cls,
+        masks: np.ndarray,
+        labels: Sequence[str],
+        scores: Sequence[float] | np.ndarray | None = None,
+        classes: Sequence[str] | None = None,
+    ) -> Detections:
+        """Instances from (n, h, w) boolean masks; each box is the tight box around its mask."""
+        from iconograph.boxes import masks as rle
+
+        encoded = rle.encode(np.asarray(masks).reshape(-1, *np.shape(masks)[-2:]))
+        return cls.from_labels(rle.to_xyxy(encoded), labels, scores, classes, masks=encoded)
 
     @classmethod
     def from_labels(
@@ -67,6 +100,7 @@ class Detections:
         labels: Sequence[str],
         scores: Sequence[float] | np.ndarray | None = None,
         classes: Sequence[str] | None = None,
+        masks: Sequence[dict] | None = None,
     ) -> Detections:
         """Boxes with class names; ``classes`` defaults to the names in order of appearance."""
         classes = tuple(classes) if classes is not None else tuple(dict.fromkeys(labels))
@@ -74,7 +108,8 @@ class Detections:
         unknown = sorted(set(labels) - index.keys())
         if unknown:
             raise ValueError(f"labels not among the classes: {', '.join(unknown)}")
-        return cls(np.asarray(xyxy, dtype=np.float64).reshape(-1, 4), [index[x] for x in labels], classes, scores)
+        boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+        return cls(boxes, [index[x] for x in labels], classes, scores, None if masks is None else tuple(masks))
 
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -83,7 +118,11 @@ class Detections:
         """A subset by boolean mask or integer indices (keeps the classes)."""
         index = np.asarray(index)
         scores = None if self.scores is None else self.scores[index]
-        return Detections(self.xyxy[index], self.class_id[index], self.classes, scores)
+        masks = None
+        if self.masks is not None:
+            positions = np.arange(len(self))[index].reshape(-1)
+            masks = tuple(self.masks[i] for i in positions)
+        return Detections(self.xyxy[index], self.class_id[index], self.classes, scores, masks)
 
     @property
     def labels(self) -> list[str]:
@@ -91,11 +130,27 @@ class Detections:
 
     @property
     def area(self) -> np.ndarray:
+        """Mask areas in pixels when there are masks, else box areas."""
+        if self.masks is not None:
+            from iconograph.boxes.masks import area
+
+            return area(self.masks)
         return (self.xyxy[:, 2] - self.xyxy[:, 0]) * (self.xyxy[:, 3] - self.xyxy[:, 1])
+
+    def mask_array(self) -> np.ndarray:
+        """(n, h, w) boolean masks (``pycocotools.mask.decode``)."""
+        from iconograph.boxes.masks import decode
+
+        if self.masks is None:
+            raise ValueError("these detections have no masks")
+        return decode(self.masks)
+
+    def without_masks(self) -> Detections:
+        return Detections(self.xyxy, self.class_id, self.classes, self.scores)
 
     def with_classes(self, classes: Sequence[str]) -> Detections:
         """The same boxes indexed into another class list (which must contain every label used)."""
-        return Detections.from_labels(self.xyxy, self.labels, self.scores, classes)
+        return Detections.from_labels(self.xyxy, self.labels, self.scores, classes, self.masks)
 
     def sorted(self) -> Detections:
         """By descending score (stable), or unchanged for ground truth."""
@@ -107,7 +162,7 @@ class Detections:
         xyxy = self.xyxy.copy()
         xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
         xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
-        return Detections(xyxy, self.class_id, self.classes, self.scores)
+        return Detections(xyxy, self.class_id, self.classes, self.scores, self.masks)
 
     def concat(self, other: Detections) -> Detections:
         classes = tuple(dict.fromkeys(self.classes + other.classes))
@@ -115,7 +170,9 @@ class Detections:
         if (a.scores is None) != (b.scores is None):
             raise ValueError("cannot concatenate scored and unscored detections")
         scores = None if a.scores is None else np.concatenate([a.scores, b.scores])
-        return Detections(np.concatenate([a.xyxy, b.xyxy]), np.concatenate([a.class_id, b.class_id]), classes, scores)
+        masks = None if a.masks is None or b.masks is None else a.masks + b.masks  # masks only when both have them
+        xyxy, class_id = np.concatenate([a.xyxy, b.xyxy]), np.concatenate([a.class_id, b.class_id])
+        return Detections(xyxy, class_id, classes, scores, masks)
 
     # ---- IoU and NMS (torchvision.ops) ----------------------------------------------------
 
@@ -133,7 +190,8 @@ class Detections:
     # ---- records (the detect JSONL contract) -------------------------------------------------
 
     def to_records(self, digits: int | None = None) -> list[dict]:
-        """``[{"label", "score", "xyxy"}]`` sorted by score."""
+        """``[{"label", "score", "xyxy"}]`` sorted by score, with ``"segmentation"`` (compressed
+        RLE) when there are masks."""
         detections = self.sorted()
         records = []
         for i in range(len(detections)):
@@ -141,7 +199,10 @@ class Detections:
             if digits is not None:
                 box = [round(v, digits) for v in box]
             score = None if detections.scores is None else float(detections.scores[i])
-            records.append({"label": detections.classes[detections.class_id[i]], "score": score, "xyxy": box})
+            record = {"label": detections.classes[detections.class_id[i]], "score": score, "xyxy": box}
+            if detections.masks is not None:
+                record["segmentation"] = dict(detections.masks[i])
+            records.append(record)
         return records
 
     @classmethod
@@ -153,25 +214,47 @@ class Detections:
         scores = np.array([float(r.get("score") or 0.0) for r in records]) if scored else None
         if classes is not None:
             classes = tuple(classes) + tuple(x for x in dict.fromkeys(labels) if x not in set(classes))
-        return cls.from_labels(boxes, labels, scores, classes)
+        masks = None
+        if records and all(r.get("segmentation") is not None for r in records):
+            from iconograph.boxes.masks import to_rle
+
+            masks = [to_rle(r["segmentation"]) for r in records]
+        return cls.from_labels(boxes, labels, scores, classes, masks)
 
     # ---- COCO ---------------------------------------------------------------------------
 
     @classmethod
     def from_coco(
-        cls, annotations: Iterable[dict], category_names: dict[int, str], classes: Sequence[str]
+        cls,
+        annotations: Iterable[dict],
+        category_names: dict[int, str],
+        classes: Sequence[str],
+        height: int | None = None,
+        width: int | None = None,
     ) -> Detections:
-        """From one image's COCO annotations (``bbox = [x, y, w, h]``, optional ``score``)."""
+        """From one image's COCO annotations (``bbox = [x, y, w, h]``, optional ``score``; masks
+        when every annotation has a ``segmentation``: RLE, or polygons given ``height``/``width``;
+        a missing ``bbox`` is the mask's box)."""
+        from iconograph.boxes.masks import to_rle, to_xyxy
+
         annotations = list(annotations)
-        boxes = np.array([a["bbox"] for a in annotations], dtype=np.float64).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
+        masks = None
+        if annotations and all(a.get("segmentation") for a in annotations):
+            masks = [to_rle(a["segmentation"], height, width) for a in annotations]
+        if masks is not None and any("bbox" not in a for a in annotations):
+            boxes = to_xyxy(masks)
+        else:
+            boxes = np.array([a["bbox"] for a in annotations], dtype=np.float64).reshape(-1, 4)
+            boxes[:, 2:] += boxes[:, :2]
         labels = [category_names[a["category_id"]] for a in annotations]
         scored = any("score" in a for a in annotations)
         scores = [float(a.get("score", 0.0)) for a in annotations] if scored else None
-        return cls.from_labels(boxes, labels, scores, classes)
+        return cls.from_labels(boxes, labels, scores, classes, masks)
 
     def to_coco(self, image_id: int, category_ids: Sequence[int], first_id: int = 1) -> list[dict]:
-        """COCO annotations; ``category_ids[i]`` is the COCO id of ``classes[i]``; area is ``w * h``."""
+        """COCO annotations; ``category_ids[i]`` is the COCO id of ``classes[i]``; area is ``w * h``,
+        or with masks the mask's pixel count, and ``segmentation`` the compressed RLE."""
+        areas = self.area if self.masks is not None else None
         annotations = []
         for i in range(len(self)):
             x1, y1, x2, y2 = (float(v) for v in self.xyxy[i])
@@ -180,9 +263,11 @@ class Detections:
                 "image_id": image_id,
                 "category_id": int(category_ids[self.class_id[i]]),
                 "bbox": [x1, y1, x2 - x1, y2 - y1],
-                "area": (x2 - x1) * (y2 - y1),
+                "area": (x2 - x1) * (y2 - y1) if areas is None else float(areas[i]),
                 "iscrowd": 0,
             }
+            if self.masks is not None:
+                annotation["segmentation"] = dict(self.masks[i])
             if self.scores is not None:
                 annotation["score"] = float(self.scores[i])
             annotations.append(annotation)

@@ -86,9 +86,9 @@ class BoxDataset:
     # ---- writers ----------------------------------------------------------------------------
 
     def write(self, destination: str | Path, format: str, **options) -> Path:
-        writers = {"coco": self.write_coco, "voc": self.write_voc, "yolo": self.write_yolo}
+        writers = {"coco": self.write_coco, "voc": self.write_voc, "yolo": self.write_yolo, "png": self.write_png}
         if format not in writers:
-            raise OptionError(f"unknown box format {format!r}; use one of {', '.join(FORMATS)}")
+            raise OptionError(f"unknown box format {format!r}; use one of {', '.join(writers)}")
         return writers[format](destination, **options)
 
     def write_coco(self, path: str | Path) -> Path:
@@ -96,6 +96,23 @@ class BoxDataset:
         data = self.to_coco_dict(root=path.parent.resolve())
         atomic_write_text(path, json.dumps(data, ensure_ascii=False))
         return path
+
+    def write_png(self, folder: str | Path) -> Path:
+        """Semantic label maps: ``<stem>.png`` per image (0 background, class ``i`` as ``i + 1``;
+        where masks overlap the higher score wins) and ``classes.txt``. Needs masks."""
+        from iconograph.boxes.masks import label_map, label_map_png
+        from iconograph.engine.files import atomic_write_bytes
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for img, stem in zip(self.images, unique_stems(self.images)):
+            d = img.detections
+            if d.masks is None and len(d):
+                raise OptionError(f"{img.path}: PNG label maps need masks; these are boxes only")
+            labels = label_map(d.masks or (), d.class_id, d.scores, (img.height, img.width))
+            atomic_write_bytes(folder / f"{stem}.png", label_map_png(labels))
+        atomic_write_text(folder / "classes.txt", "".join(f"{name}\n" for name in self.classes))
+        return folder
 
     def write_voc(self, folder: str | Path) -> Path:
         """One ``<stem>.xml`` per image (stems made unique), with ``<path>`` the image's absolute path."""
@@ -176,7 +193,7 @@ def read_coco(path: str | Path) -> BoxDataset:
             str(_resolve(path.parent, img["file_name"])),
             int(img["width"]),
             int(img["height"]),
-            Detections.from_coco(by_image.get(img["id"], []), names, classes),
+            Detections.from_coco(by_image.get(img["id"], []), names, classes, int(img["height"]), int(img["width"])),
             {"coco_id": img["id"]},
         )
         for img in data["images"]

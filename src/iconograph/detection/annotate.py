@@ -1,4 +1,5 @@
-"""Draw detections on their images (``torchvision.utils.draw_bounding_boxes``)."""
+"""Draw detections on their images (``torchvision.utils.draw_bounding_boxes``; masks, when the
+detections have them, as semi-transparent fills with ``draw_segmentation_masks``)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ PALETTE = (
 
 
 def draw_detections(image, detections: Detections, width: int | None = None):
-    """A copy of the RGB PIL ``image`` with boxes and ``label score`` captions drawn on it."""
+    """A copy of the RGB PIL ``image`` with boxes and ``label score`` captions drawn on it; masks
+    filled at 40% opacity in their class colour under the box outlines."""
     import torch
     from PIL import Image
     from torchvision.utils import draw_bounding_boxes
@@ -41,6 +43,12 @@ def draw_detections(image, detections: Detections, width: int | None = None):
     ]
     colors = [PALETTE[i % len(PALETTE)] for i in detections.class_id]
     line = width or max(2, round(max(image.size) / 300))
+    if detections.masks is not None:
+        from torchvision.utils import draw_segmentation_masks
+
+        masks = torch.from_numpy(detections.mask_array())
+        if tuple(masks.shape[1:]) == tuple(pixels.shape[1:]):  # masks of another size are not drawn
+            pixels = draw_segmentation_masks(pixels, masks, alpha=0.4, colors=colors)
     drawn = draw_bounding_boxes(
         pixels, torch.as_tensor(detections.xyxy, dtype=torch.float32), labels=labels, colors=colors, width=line
     )

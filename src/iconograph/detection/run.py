@@ -184,11 +184,17 @@ class Annotator:
 class DetectionWriter:
     """Streams results as JSONL (a :class:`~iconograph.engine.files.RecordWriter`: a file, or
     stdout when ``out`` is None) or collects them into a COCO / VOC / YOLO dataset written on a
-    clean exit."""
+    clean exit (its classes: ``classes``, then labels the results add, in order of appearance)."""
 
-    def __init__(self, out: str | Path | None, format: str = "jsonl", classes: Sequence[str] = ()):
-        if format not in OUTPUT_FORMATS:
-            raise OptionError(f"unknown output format {format!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+    def __init__(
+        self,
+        out: str | Path | None,
+        format: str = "jsonl",
+        classes: Sequence[str] = (),
+        formats: Sequence[str] = OUTPUT_FORMATS,
+    ):
+        if format not in formats:
+            raise OptionError(f"unknown output format {format!r}; use one of {', '.join(formats)}")
         if format != "jsonl" and out is None:
             raise OptionError(f"--format {format} needs --out")
         self.out = Path(out) if out is not None else None
@@ -217,14 +223,16 @@ class DetectionWriter:
         if self._records is not None:
             self._records.__exit__(*exc_info)
         elif exc_info[0] is None:
-            BoxDataset(self._images, self.classes).write(self.out, self.format)
+            labels = (label for img in self._images for label in img.detections.labels)
+            classes = tuple(dict.fromkeys((*self.classes, *labels)))
+            BoxDataset(self._images, classes).write(self.out, self.format)
 
 
-def output_format(out: Path | None, format: str | None) -> str:
+def output_format(out: Path | None, format: str | None, formats: Sequence[str] = OUTPUT_FORMATS) -> str:
     """``--format`` when given, else by the file suffix (.jsonl/.ndjson -> jsonl, .json -> coco)."""
     if format:
-        if format.lower() not in OUTPUT_FORMATS:
-            raise OptionError(f"unknown output format {format!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+        if format.lower() not in formats:
+            raise OptionError(f"unknown output format {format!r}; use one of {', '.join(formats)}")
         if format.lower() != "jsonl" and out is None:
             raise OptionError(f"--format {format} needs --out")
         return format.lower()
@@ -232,4 +240,5 @@ def output_format(out: Path | None, format: str | None) -> str:
         return "jsonl"
     if out.suffix.lower() == ".json":
         return "coco"
-    raise OptionError(f"{out}: give --format jsonl|coco|voc|yolo (a folder is written for voc and yolo)")
+    folders = " and ".join(f for f in formats if f not in ("jsonl", "coco"))
+    raise OptionError(f"{out}: give --format {'|'.join(formats)} (a folder is written for {folders})")

@@ -55,6 +55,9 @@ class ImageJob(Protocol):
 
     # Optional: def decode_min_size(self) -> int | None, the shorter edge large images may be
     # decoded down to (a job without it, or returning None, gets exact full-size decoding).
+    # Optional: def item_key(self, path, content_hash) -> str, the cache key of one image when its
+    # result depends on more than its content (segment's per-image box prompts); the job's
+    # run_batch then takes a third argument, the keys of the batch's images, in order.
 
 
 def default_workers() -> int:
@@ -115,15 +118,16 @@ class ImageJobRunner:
 
     def _run_chunk(self, paths: list[str], advance) -> list[ImageResult]:
         hashes, errors = hash_files(paths)
-        known = self.cache.lookup([h for h in hashes if h]) if self.cache is not None else {}
-        values = [known.get(h) if h else None for h in hashes]
-        cached = [h in known for h in hashes]
+        keys = [self._key(path, h) for path, h in zip(paths, hashes)]
+        known = self.cache.lookup([k for k in keys if k]) if self.cache is not None else {}
+        values = [known.get(k) if k else None for k in keys]
+        cached = [k in known for k in keys]
         self.stats.cached += sum(cached)
         advance(sum(cached) + sum(e is not None for e in errors))
-        todo: dict[str, list[int]] = {}  # identical files are computed once
-        for i, (h, is_cached) in enumerate(zip(hashes, cached)):
-            if h and not is_cached:
-                todo.setdefault(h, []).append(i)
+        todo: dict[str, list[int]] = {}  # identical files (with identical prompts) are computed once
+        for i, (k, is_cached) in enumerate(zip(keys, cached)):
+            if k and not is_cached:
+                todo.setdefault(k, []).append(i)
         for ids, value, error in self._compute([(ids, paths[ids[0]]) for ids in todo.values()], advance):
             for i in ids:
                 values[i], errors[i] = value, error
@@ -148,13 +152,16 @@ class ImageJobRunner:
         pending_values: list = []
         try:
             for batch in start_workers(loader):
+                # the content hash of the bytes decoded (the file may have changed since it was hashed)
+                keys = [self._key(jobs[p][1], h) for p, h in zip(batch.positions, batch.hashes)]
                 valid_sizes = [s for s, e in zip(batch.sizes, batch.errors) if e is None]
-                outputs = iter(self.job.run_batch(batch.pixels, valid_sizes) if valid_sizes else [])
-                for position, digest, error in zip(batch.positions, batch.hashes, batch.errors):
+                valid_keys = [k for k, e in zip(keys, batch.errors) if e is None]
+                outputs = iter(self._run_batch(batch.pixels, valid_sizes, valid_keys) if valid_sizes else [])
+                for position, key, error in zip(batch.positions, keys, batch.errors):
                     ids = jobs[position][0]
                     if error is None:
                         value = next(outputs)
-                        pending_keys.append(digest)
+                        pending_keys.append(key)
                         pending_values.append(value)
                         self.stats.computed += 1
                         yield ids, value, None
@@ -165,6 +172,16 @@ class ImageJobRunner:
                     self._flush(pending_keys, pending_values)
         finally:
             self._flush(pending_keys, pending_values)
+
+    def _key(self, path: str, content_hash: str | None) -> str | None:
+        if content_hash is None or not hasattr(self.job, "item_key"):
+            return content_hash
+        return self.job.item_key(path, content_hash)
+
+    def _run_batch(self, pixels, sizes, keys):
+        if hasattr(self.job, "item_key"):
+            return self.job.run_batch(pixels, sizes, keys)
+        return self.job.run_batch(pixels, sizes)
 
     def _flush(self, keys: list[str], values: list) -> None:
         if self.cache is not None and keys:

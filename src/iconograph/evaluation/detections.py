@@ -74,7 +74,9 @@ def evaluate_detections(
     images: str | os.PathLike | None = None,
 ) -> dict:
     """COCO box metrics: ``mAP`` (AP@[.50:.95]), ``AP50``, ``AP75``, AP/AR by size, ``per_class``
-    AP, and ``pr_curves`` (COCO's interpolated precision at 101 recall levels)."""
+    AP, and ``pr_curves`` (COCO's interpolated precision at 101 recall levels). When the truth
+    and every predicted box have masks, the same from ``COCOeval(iouType="segm")`` under
+    ``mask_`` names (``mask_mAP``, ``mask_AP50``, ...), ``mask_per_class`` and ``mask_pr_curves``."""
     errors = 0
     if not isinstance(predictions, BoxDataset):
         predictions, errors = read_detection_records(predictions)
@@ -89,6 +91,11 @@ def evaluate_detections(
     metrics.update(dict(zip(SUMMARY_NAMES, (float(v) for v in coco_eval.stats))))
     metrics["per_class"] = per_class_ap(coco_eval, truth.classes)
     metrics["pr_curves"] = pr_curves(coco_eval, truth.classes)
+    if has_masks(truth) and matched and all(img.detections.masks is not None for img in matched.values()):
+        segm_eval = run_cocoeval(gt, _coco_results(matched, truth, masks=True), "segm")
+        metrics.update({f"mask_{name}": float(v) for name, v in zip(SUMMARY_NAMES, segm_eval.stats)})
+        metrics["mask_per_class"] = per_class_ap(segm_eval, truth.classes)
+        metrics["mask_pr_curves"] = pr_curves(segm_eval, truth.classes)
     metrics["counts"] = {
         "truth": len(truth),
         "truth_boxes": truth.box_count,
@@ -122,20 +129,33 @@ def match_images(predictions: BoxDataset, truth: BoxDataset) -> tuple[dict[int, 
     return matched, unmatched
 
 
-def _coco_results(matched: dict[int, ImageBoxes], truth: BoxDataset) -> list[dict]:
-    """COCO result records for labels the truth knows (image ids are truth positions + 1)."""
+def has_masks(dataset: BoxDataset) -> bool:
+    """Every image's boxes have masks, and there is at least one box."""
+    return dataset.box_count > 0 and all(
+        img.detections.masks is not None for img in dataset.images if len(img.detections)
+    )
+
+
+def _coco_results(matched: dict[int, ImageBoxes], truth: BoxDataset, masks: bool = False) -> list[dict]:
+    """COCO result records for labels the truth knows (image ids are truth positions + 1); with
+    ``masks``, each with its ``segmentation`` (compressed RLE)."""
     category = {name: i + 1 for i, name in enumerate(truth.classes)}
     results = []
     for index, img in sorted(matched.items()):
         for record in img.detections.to_coco(index + 1, [category.get(c, 0) for c in img.detections.classes]):
             if record["category_id"]:  # 0: a label the truth does not know
-                keys = ("image_id", "category_id", "bbox")
+                keys = (
+                    ("image_id", "category_id", "bbox", "segmentation")
+                    if masks
+                    else ("image_id", "category_id", "bbox")
+                )
                 results.append({**{k: record[k] for k in keys}, "score": record.get("score", 1.0)})
     return results
 
 
-def run_cocoeval(gt: dict, dets: Sequence[dict]):
-    """``COCOeval(..., "bbox")``: evaluate, accumulate, summarize (its printing silenced)."""
+def run_cocoeval(gt: dict, dets: Sequence[dict], iou_type: str = "bbox"):
+    """``COCOeval(..., iou_type)`` (``bbox`` or ``segm``): evaluate, accumulate, summarize (its
+    printing silenced)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -144,7 +164,7 @@ def run_cocoeval(gt: dict, dets: Sequence[dict]):
         coco_gt.dataset = gt
         coco_gt.createIndex()
         coco_dt = coco_gt.loadRes(list(dets)) if dets else _empty_results(coco_gt)
-        coco_eval = COCOeval(coco_gt, coco_dt, "bbox")
+        coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()

@@ -16,13 +16,21 @@ def evaluate_files(
     multi_label: bool | None = None,
 ) -> dict:
     """Metrics of a predictions file against the truth (``iconograph evaluate``): label metrics,
-    or COCO box metrics when the records have boxes; optionally written as JSON and as an HTML
+    or COCO box (and mask) metrics when the records have boxes, or semantic IoU when predictions
+    and truth are folders of label-map PNGs; optionally written as JSON and as an HTML
     report. ``metrics["task"]`` says which (``detection`` for boxes)."""
     from iconograph.engine.files import atomic_write_text
     from iconograph.evaluation.detections import evaluate_detections, is_detection_file
+    from iconograph.evaluation.masks import evaluate_label_maps, is_label_map_folder
 
     boxes = is_detection_file(predictions)
-    if boxes:
+    if is_label_map_folder(predictions):
+        if report:
+            from iconograph.errors import OptionError
+
+            raise OptionError("--report is not available for label maps yet; use --json")
+        metrics = evaluate_label_maps(predictions, truth)
+    elif boxes:
         metrics = evaluate_detections(predictions, truth)
     else:
         from iconograph.evaluation.metrics import evaluate

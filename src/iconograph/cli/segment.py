@@ -1,0 +1,90 @@
+"""segment: masks for boxes from a box file, or for words (boxed by the detector first)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from iconograph.cli.common import (
+    BatchOpt,
+    DeviceOpt,
+    NoCacheOpt,
+    ProgressOpt,
+    Sources,
+    StoreOpt,
+    StrictOpt,
+    WorkersOpt,
+    app,
+    echo_stderr,
+    report_run,
+    runner_options,
+    unit_interval,
+    user_errors,
+)
+
+
+@app.command()
+@user_errors
+def segment(
+    sources: Sources,
+    boxes: Annotated[
+        Optional[Path],
+        typer.Option("--boxes", "-b", help="Box prompts: a detect JSONL, a COCO .json, a VOC or YOLO folder."),
+    ] = None,
+    queries: Annotated[
+        Optional[str],
+        typer.Option("--queries", "-q", help='Comma-separated words, boxed by --detector first: "coin,eagle".'),
+    ] = None,
+    queries_file: Annotated[Optional[Path], typer.Option("--queries-file", help="One word query per line.")] = None,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="SAM / SlimSAM: hub id or save_pretrained folder.")
+    ] = "facebook/sam-vit-base",
+    detector: Annotated[
+        str, typer.Option("--detector", help="OWL-ViT / OWLv2 that boxes the --queries.")
+    ] = "google/owlvit-base-patch32",
+    threshold: Annotated[
+        float,
+        typer.Option("--threshold", min=0.0, max=1.0, callback=unit_interval, help="Detector score threshold."),
+    ] = 0.1,
+    nms_iou: Annotated[
+        float, typer.Option("--nms-iou", min=0.0, max=1.0, callback=unit_interval, help="Detector NMS IoU.")
+    ] = 0.5,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="JSONL file, COCO .json, or a folder for png label maps.")
+    ] = None,
+    format: Annotated[
+        Optional[str], typer.Option("--format", "-f", help="jsonl | coco | png (default: by --out suffix).")
+    ] = None,
+    annotate: Annotated[
+        Optional[Path], typer.Option("--annotate", help="Write a copy of each image with its masks drawn here.")
+    ] = None,
+    batch_size: BatchOpt = 8,
+    workers: WorkersOpt = None,
+    device: DeviceOpt = None,
+    no_cache: NoCacheOpt = False,
+    strict: StrictOpt = False,
+    store: StoreOpt = None,
+    progress: ProgressOpt = None,
+):
+    """Outline what the boxes (or the words) show: the detect record, each box with its mask (COCO RLE)."""
+    from iconograph.segmentation import run_segmentation
+
+    stats = run_segmentation(
+        sources,
+        boxes=boxes,
+        queries=queries,
+        queries_file=queries_file,
+        model=model,
+        detector=detector,
+        threshold=threshold,
+        nms_iou=nms_iou,
+        device=device,
+        out=out,
+        format=format,
+        annotate=annotate,
+        log=echo_stderr,
+        **runner_options(store, no_cache, batch_size, workers, progress),
+    )
+    report_run(stats, strict)

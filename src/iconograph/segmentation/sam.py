@@ -1,0 +1,166 @@
+"""Box-prompted instance masks with SAM-family models (``SamModel`` / ``SamProcessor``, SlimSAM).
+
+For each box the masks and predicted IoUs are what transformers gives for the same image and
+boxes (``SamProcessor(images, input_boxes=...)``, ``SamModel(..., multimask_output=True)``,
+``post_process_masks``), and the kept mask is the one with the highest predicted IoU. Unlike a
+call per box, the image embedding is computed once per image (in batches of images,
+``get_image_embeddings``) and all boxes of one image go through the prompt encoder and mask
+decoder as one batch.
+
+A result keeps each prompt box's label, score and box; the mask comes with ``mask_score`` (the
+predicted IoU of the kept mask).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from functools import cached_property
+
+import numpy as np
+
+from iconograph.backends.base import DECODE_VERSION, ModelNotFoundError, resolve_device
+from iconograph.backends.hf import HFModel, image_preprocess
+from iconograph.boxes import Detections
+from iconograph.boxes.masks import encode
+from iconograph.engine.fingerprint import digest
+
+DEFAULT_SEGMENTER = "facebook/sam-vit-base"
+SAM_MODEL_TYPES = ("sam",)
+
+
+def prompt_digest(prompts: Detections) -> str:
+    """Identity of one image's box prompts (labels, scores and boxes, exactly)."""
+    scores = None if prompts.scores is None else prompts.scores.tolist()
+    return digest(prompts.labels, scores, prompts.xyxy.tolist())
+
+
+class SamSegmenter:
+    """``SamSegmenter(model).segment(image, boxes)``; also an image job for the runner, whose box
+    prompts per image come from ``set_prompts(path_key -> Detections)``."""
+
+    def __init__(self, model: str = DEFAULT_SEGMENTER, *, multimask: bool = True, device: str | None = None):
+        self.spec = str(model)
+        self.multimask = bool(multimask)
+        self.device = resolve_device(device)
+        self.hf = HFModel(self.spec, kind="hf-segmenter", what="a SAM segmenter")
+        if self.hf.model_type not in SAM_MODEL_TYPES:
+            raise ModelNotFoundError(
+                f"{self.spec} is a '{self.hf.model_type}' model; box prompts need a SAM model (model_type sam)"
+            )
+        self._prompts: dict[str, Detections] = {}
+        self._by_key: dict[str, Detections] = {}
+        self._lock = threading.Lock()
+
+    # ---- model, processor, fingerprints ---------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str:
+        return self.hf.fingerprint
+
+    @cached_property
+    def preprocess_fingerprint(self) -> str:
+        return self.hf.preprocess_fingerprint(type(self.processor.image_processor).__name__)
+
+    @cached_property
+    def processor(self):
+        return self.hf.from_pretrained("SamProcessor")
+
+    @cached_property
+    def model(self):
+        return self.hf.load("SamModel", self.device)
+
+    def make_preprocess(self) -> Callable:
+        return image_preprocess(self.processor.image_processor)
+
+    @property
+    def cache_name(self) -> str:
+        return "segment_" + digest(self.fingerprint, self.preprocess_fingerprint, self.multimask, DECODE_VERSION)
+
+    # ---- prompts per image ------------------------------------------------------------------
+
+    def set_prompts(self, prompts: dict[str, Detections]) -> None:
+        """Box prompts by :func:`iconograph.reading.sources.path_key` of each image."""
+        self._prompts = dict(prompts)
+
+    def prompts_for(self, path: str) -> Detections:
+        from iconograph.reading.sources import path_key
+
+        return self._prompts.get(path_key(path)) or Detections.empty(with_scores=True)
+
+    def item_key(self, path: str, content_hash: str) -> str:
+        prompts = self.prompts_for(path)
+        key = digest(content_hash, prompt_digest(prompts))
+        with self._lock:
+            self._by_key[key] = prompts
+        return key
+
+    # ---- inference ----------------------------------------------------------------------------
+
+    def run_batch(self, pixels, sizes: Sequence[tuple[int, int]], keys: Sequence[str]) -> list[dict]:
+        """Cacheable records: image size and the boxes with their masks."""
+        with self._lock:  # computed once per run: drop them so a long run does not keep every prompt
+            prompts = [self._by_key.pop(key) for key in keys]
+        results = self.segment_pixels(pixels, sizes, prompts)
+        return [
+            {"width": w, "height": h, "boxes": mask_records(d, mask_scores)}
+            for (d, mask_scores), (w, h) in zip(results, sizes)
+        ]
+
+    def segment_pixels(
+        self, pixels, sizes: Sequence[tuple[int, int]], prompts: Sequence[Detections]
+    ) -> list[tuple[Detections, np.ndarray]]:
+        """(boxes with masks, predicted IoU of each mask) for preprocessed images of the given
+        (width, height) and their box prompts."""
+        import torch
+
+        todo = [i for i, p in enumerate(prompts) if len(p)]
+        results = [(Detections.empty(p.classes, p.scores is not None, with_masks=True), np.zeros(0)) for p in prompts]
+        if not todo:
+            return results
+        with torch.inference_mode():
+            # one image embedding per image, computed once for all of its boxes
+            embeddings = self.model.get_image_embeddings(pixels[todo].to(self.device))
+            for row, i in enumerate(todo):
+                results[i] = self._decode_boxes(embeddings[row : row + 1], sizes[i], prompts[i])
+        return results
+
+    def _decode_boxes(self, embedding, size: tuple[int, int], prompts: Detections) -> tuple[Detections, np.ndarray]:
+        import torch
+
+        width, height = size
+        processor = self.processor
+        original = (height, width)
+        # the processor's own scaling of boxes and of the resized size (SamProcessor.__call__ and
+        # post_process_masks use these two, so the masks land where transformers puts them)
+        reshaped = processor.image_processor._get_preprocess_shape(original, processor.target_size)
+        boxes = processor._normalize_coordinates(processor.target_size, prompts.xyxy, original, is_bounding_box=True)
+        input_boxes = torch.as_tensor(np.asarray(boxes, np.float64)).float()[None].to(self.device)
+        output = self.model(image_embeddings=embedding, input_boxes=input_boxes, multimask_output=self.multimask)
+        masks = processor.post_process_masks(output.pred_masks.cpu(), [original], [reshaped])[0]  # (n, k, h, w)
+        iou = output.iou_scores[0].float().cpu()  # (n, k)
+        best = iou.argmax(dim=1)
+        chosen = masks[torch.arange(len(best)), best].numpy()
+        mask_scores = iou[torch.arange(len(best)), best].numpy().astype(np.float64)
+        return Detections(prompts.xyxy, prompts.class_id, prompts.classes, prompts.scores, encode(chosen)), mask_scores
+
+    def segment(self, image, prompts: Detections) -> tuple[Detections, np.ndarray]:
+        """(boxes with masks, mask scores) for one RGB PIL image (already upright) and its boxes."""
+        import torch
+
+        pixels = torch.stack([self.make_preprocess()(image)])
+        return self.segment_pixels(pixels, [image.size], [prompts])[0]
+
+    def __repr__(self) -> str:
+        return f"SamSegmenter({self.spec!r})"
+
+
+def mask_records(detections: Detections, mask_scores: np.ndarray) -> list[dict]:
+    """``Detections.to_records`` (sorted by score) with each box's ``mask_score``."""
+    order = np.arange(len(detections))
+    if detections.scores is not None:
+        order = np.argsort(-detections.scores, kind="stable")  # the order to_records writes
+    records = detections.to_records()
+    for record, i in zip(records, order):
+        record["mask_score"] = float(mask_scores[i]) if len(mask_scores) else None
+    return records
