@@ -30,6 +30,7 @@ _LEARN = {
     "split_items": ("iconograph.learning.splits", "split_items"),
     "write_full_report": ("iconograph.evaluation.report", "write_full_report"),
     "compare": ("iconograph.evaluation.compare", "compare"),
+    "audit": ("iconograph.auditing.run", "audit"),
 }
 
 
@@ -61,6 +62,7 @@ __all__ = [
     "TrainedModel",
     "ZeroShotClassifier",
     "__version__",
+    "audit",
     "caption",
     "classify",
     "compare",

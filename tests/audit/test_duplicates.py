@@ -3,9 +3,9 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from iconograph.audit.duplicates import PHASH_DISTANCE, find_duplicates, near_pairs
-from iconograph.audit.images import ImageFacts, collect_facts
-from iconograph.audit.neighbours import knn_self_join
+from iconograph.auditing.duplicates import PHASH_DISTANCE, find_duplicates, near_pairs
+from iconograph.auditing.images import ImageFacts, collect_facts
+from iconograph.auditing.neighbours import knn_self_join
 from tests.audit.planted import DATA, plant
 
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared imagenet-samples not present")
@@ -61,7 +61,7 @@ def test_near_tier_on_constructed_vectors():
     near = base[:10] + 0.05 * rng.normal(size=(10, 64)).astype(np.float32)  # cosine ~0.999
     vectors = np.concatenate([base, near])
     facts = [ImageFacts(f"{i}.jpg", hash=str(i), size=(10, 10), phashes=[i]) for i in range(60)]
-    records = find_duplicates(facts, vectors, phash_distance=-1)
+    records = find_duplicates(facts, vectors, tiers=("near",))
     assert {tuple(r["paths"]) for r in records} == {(f"{i}.jpg", f"{50 + i}.jpg") for i in range(10)}
     assert all(r["tier"] == "near" and r["score"] >= 0.95 for r in records)
     assert {(i, j) for i, j, _ in near_pairs(vectors)} == {(i, 50 + i) for i in range(10)}
@@ -79,7 +79,7 @@ def test_failed_images_take_no_part():
 
 
 def test_default_phash_distance_is_documented():
-    import iconograph.audit.duplicates as module
+    import iconograph.auditing.duplicates as module
 
     assert str(PHASH_DISTANCE) in module.__doc__ or "PHASH_DISTANCE" in module.__doc__
 

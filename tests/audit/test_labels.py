@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
 
-from iconograph.audit.labels import find_label_issues, label_issues, out_of_fold_probabilities
+from iconograph.auditing.labels import find_label_issues, label_issues, out_of_fold_probabilities
 from iconograph.errors import DataError
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from iconograph.audit.images import collect_facts
-from iconograph.audit.outliers import find_outliers, robust_threshold
+from iconograph.auditing.images import collect_facts
+from iconograph.auditing.outliers import find_outliers, robust_threshold
 from tests.audit.planted import DATA, originals
 
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared imagenet-samples not present")

@@ -6,7 +6,7 @@ threshold ``median + OUTLIER_MADS * 1.4826 * MAD`` of those distances over the c
 the median absolute deviation; 1.4826 scales it to a standard deviation for normal data). Needs at
 least :data:`MIN_IMAGES` embedded images.
 
-Quality flags (measures from :mod:`iconograph.audit.images`, on the image shrunk to at most
+Quality flags (measures from :mod:`iconograph.auditing.images`, on the image shrunk to at most
 512 px a side):
 
 - ``tiny``: shorter side below :data:`TINY_SIDE` px (of the full image);
@@ -23,18 +23,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from iconograph.audit.images import ImageFacts
-from iconograph.audit.neighbours import knn_self_join
-
-OUTLIER_K = 10
-OUTLIER_MADS = 3.0
-MIN_IMAGES = 5
-TINY_SIDE = 64
-BLUR_VARIANCE = 100.0
-DARK = 0.1
-BRIGHT = 0.9
-EMPTY_CONTRAST = 0.02
-GRAY_DIFFERENCE = 2 / 255
+from iconograph.auditing.defaults import (
+    BLUR_VARIANCE,
+    BRIGHT,
+    DARK,
+    EMPTY_CONTRAST,
+    GRAY_DIFFERENCE,
+    MIN_IMAGES,
+    OUTLIER_K,
+    OUTLIER_MADS,
+    TINY_SIDE,
+)
+from iconograph.auditing.images import ImageFacts
+from iconograph.auditing.neighbours import knn_self_join
 
 QUALITY_REASONS = ("tiny", "blurred", "dark", "bright", "near-empty", "grayscale")
 

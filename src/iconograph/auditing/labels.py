@@ -18,10 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 
+from iconograph.auditing.defaults import FOLDS, SEED
 from iconograph.errors import DataError
-
-FOLDS = 5
-SEED = 0
 
 
 def out_of_fold_probabilities(

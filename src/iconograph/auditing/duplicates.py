@@ -2,10 +2,10 @@
 
 - ``identical``: the same file content (the content hash the embedding cache keys on);
 - ``perceptual``: perceptual hashes (``imagehash.phash``, 64 bits) at a Hamming distance of at
-  most :data:`PHASH_DISTANCE`; with ``rotations`` the upright hash of one image is compared with
+  most :data:`PHASH_DISTANCE` (8 of 64 bits); with ``rotations`` the upright hash of one image is compared with
   the hashes of the other's 90/180/270 degree rotations, its mirror image and the mirror's rotations;
-- ``near``: cosine similarity of the images' embeddings at least :data:`NEAR_SIMILARITY`, among
-  each image's :data:`NEAR_K` nearest neighbours (:func:`~iconograph.audit.neighbours.knn_self_join`).
+- ``near``: cosine similarity of the images' embeddings at least :data:`NEAR_SIMILARITY` (0.95), among
+  each image's :data:`NEAR_K` (10) nearest neighbours (:func:`~iconograph.auditing.neighbours.knn_self_join`).
 
 Pairs become clusters by connected components of the pair graph (union-find); a cluster takes the
 strongest tier among its pairs, its ``score`` is the weakest pair of that tier on a 0..1
@@ -21,13 +21,11 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from iconograph.audit.images import ImageFacts
-from iconograph.audit.neighbours import knn_self_join, pairs_at_least
+from iconograph.auditing.defaults import NEAR_K, NEAR_SIMILARITY, PHASH_DISTANCE, TIERS
+from iconograph.auditing.images import ImageFacts
+from iconograph.auditing.neighbours import knn_self_join, pairs_at_least
+from iconograph.errors import OptionError
 
-TIERS = ("identical", "perceptual", "near")  # strongest first
-PHASH_DISTANCE = 8  # of 64 bits
-NEAR_SIMILARITY = 0.95
-NEAR_K = 10
 HASH_BITS = 64
 
 
@@ -77,12 +75,18 @@ def find_duplicates(
     phash_distance: int = PHASH_DISTANCE,
     near_similarity: float = NEAR_SIMILARITY,
     near_k: int = NEAR_K,
+    tiers: Sequence[str] = TIERS,
 ) -> list[dict]:
     """Duplicate clusters among ``facts`` (failed images take no part): one record per cluster
     ``{"paths", "representative", "tier", "score", "size"}``, strongest tier first, then by score.
 
     ``vectors``: embeddings row-aligned with ``facts`` (rows of failed images are ignored); None
-    skips the ``near`` tier."""
+    skips the ``near`` tier, as does leaving it out of ``tiers``.
+
+    Clusters are connected components, so pairs chain: with a weak embedding model the ``near``
+    tier can join unrelated images into one cluster (look for ``identical`` and ``perceptual``
+    only, or raise ``near_similarity``)."""
+    tiers = check_tiers(tiers)
     good = [i for i, f in enumerate(facts) if f.error is None]
     edges: dict[tuple[int, int], tuple[int, float]] = {}  # (i, j) -> (tier rank, score), best kept
 
@@ -93,17 +97,27 @@ def find_duplicates(
             edges[key] = (rank, score)
 
     first: dict[str, int] = {}
-    for i in good:
+    for i in good if "identical" in tiers else ():
         j = first.setdefault(facts[i].hash, i)
         if j != i:
             add(j, i, 0, 1.0)
-    if phash_distance >= 0:
+    if "perceptual" in tiers:
         for a, b, distance in perceptual_pairs([facts[i].phashes for i in good], phash_distance):
             add(good[a], good[b], 1, 1 - distance / HASH_BITS)
-    if vectors is not None and near_similarity is not None and len(good) > 1:
+    if "near" in tiers and vectors is not None and len(good) > 1:
         for a, b, sim in near_pairs(np.asarray(vectors)[good], near_similarity, near_k):
             add(good[a], good[b], 2, min(1.0, sim))
     return clusters(facts, edges)
+
+
+def check_tiers(tiers: str | Sequence[str]) -> tuple[str, ...]:
+    """Tier names (a sequence, or a comma-separated string), validated."""
+    if isinstance(tiers, str):
+        tiers = [t.strip() for t in tiers.split(",") if t.strip()]
+    unknown = [t for t in tiers if t not in TIERS]
+    if unknown or not tiers:
+        raise OptionError(f"duplicate tiers are {', '.join(TIERS)} (one or more), not {', '.join(unknown) or 'none'}")
+    return tuple(tiers)
 
 
 def clusters(facts: Sequence[ImageFacts], edges: dict[tuple[int, int], tuple[int, float]]) -> list[dict]:
