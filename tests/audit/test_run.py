@@ -128,3 +128,30 @@ def test_report_escapes_hostile_names(tmp_path, tiny_clip):
     assert result.duplicates[0]["tier"] == "identical"
     page = (tmp_path / "out" / "report.html").read_text()
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;!--.jpg" in page
+
+
+def test_collection_audit_uses_stored_vectors_and_keeps_findings(planted, tiny_clip, tmp_path):
+    from iconograph import Embedder
+    from iconograph.auditing.run import load_findings
+    from iconograph.search import SearchCollection
+
+    folder, paths, origin, truth = planted
+    store = tmp_path / "store"
+    collection = SearchCollection("demo", store)
+    collection.index(folder, Embedder(str(tiny_clip), store=str(store), workers=0, progress=False))
+    out = tmp_path / "audit"
+    args = ("audit", "--collection", "demo", "--store", store, "--tiers", "identical,perceptual", "--rotations")
+    result = run_cli(*args, "--truth", truth, "--out", out, check=True)
+    assert "0 embeddings computed, 0 from cache" in result.stderr  # no model ran
+    duplicates = read_jsonl(out / "duplicates.jsonl")
+    planted_pairs = {tuple(sorted((p, o))) for p, o in origin.items() if p != o}
+    assert planted_pairs <= {tuple(sorted(r["paths"])) for r in duplicates}
+    findings = load_findings(SearchCollection("demo", store))
+    assert findings["duplicates"] == duplicates
+    assert findings["label_issues"] == read_jsonl(out / "label_issues.jsonl")
+    # the same findings as auditing the folder with the same model
+    direct = ig.audit(folder, model=str(tiny_clip), store=store, workers=0, rotations=True, tiers="identical,perceptual")
+    assert direct.duplicates == duplicates
+    assert [r["path"] for r in direct.outliers] == [r["path"] for r in findings["outliers"]]
+    both = run_cli("audit", folder, "--collection", "demo", "--store", store, "--out", out)
+    assert both.returncode == 2 and "not both" in both.stderr

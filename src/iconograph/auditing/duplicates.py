@@ -56,13 +56,18 @@ def perceptual_pairs(phashes: Sequence[Sequence[int]], max_distance: int = PHASH
     return [(i, j, d) for (i, j), d in sorted(best.items())]
 
 
-def near_pairs(vectors: np.ndarray, min_similarity: float = NEAR_SIMILARITY, k: int = NEAR_K):
-    """``(i, j, cosine)`` for i < j where one is among the other's ``k`` nearest at ``min_similarity`` or more."""
-    indices, sims = knn_self_join(vectors, k)
+def near_pairs(vectors: np.ndarray | None, min_similarity: float = NEAR_SIMILARITY, k: int = NEAR_K, knn=None):
+    """``(i, j, cosine)`` for i < j where one is among the other's ``k`` nearest at ``min_similarity`` or more.
+
+    ``knn``: the self-join ``(indices, similarities)`` already computed (at least ``k`` wide),
+    instead of :func:`~iconograph.auditing.neighbours.knn_self_join` on ``vectors``."""
+    indices, sims = knn_self_join(vectors, k) if knn is None else (knn[0][:, :k], knn[1][:, :k])
     best: dict[tuple[int, int], float] = {}
     rows, cols = np.nonzero(sims >= min_similarity)
     for r, c in zip(rows.tolist(), cols.tolist()):
         j = int(indices[r, c])
+        if j < 0:  # no neighbour there (an image that failed, or fewer found by the index)
+            continue
         key = (min(r, j), max(r, j))
         best[key] = max(float(sims[r, c]), best.get(key, -1.0))
     return [(i, j, s) for (i, j), s in sorted(best.items())]
@@ -76,12 +81,14 @@ def find_duplicates(
     near_similarity: float = NEAR_SIMILARITY,
     near_k: int = NEAR_K,
     tiers: Sequence[str] = TIERS,
+    knn: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[dict]:
     """Duplicate clusters among ``facts`` (failed images take no part): one record per cluster
     ``{"paths", "representative", "tier", "score", "size"}``, strongest tier first, then by score.
 
     ``vectors``: embeddings row-aligned with ``facts`` (rows of failed images are ignored); None
-    skips the ``near`` tier, as does leaving it out of ``tiers``.
+    skips the ``near`` tier, as does leaving it out of ``tiers``. ``knn``: the self-join of the
+    good rows' vectors, already computed (:func:`~iconograph.auditing.neighbours.self_join`).
 
     Clusters are connected components, so pairs chain: with a weak embedding model the ``near``
     tier can join unrelated images into one cluster (look for ``identical`` and ``perceptual``
@@ -104,8 +111,9 @@ def find_duplicates(
     if "perceptual" in tiers:
         for a, b, distance in perceptual_pairs([facts[i].phashes for i in good], phash_distance):
             add(good[a], good[b], 1, 1 - distance / HASH_BITS)
-    if "near" in tiers and vectors is not None and len(good) > 1:
-        for a, b, sim in near_pairs(np.asarray(vectors)[good], near_similarity, near_k):
+    if "near" in tiers and (vectors is not None or knn is not None) and len(good) > 1:
+        good_vectors = None if knn is not None else np.asarray(vectors)[good]
+        for a, b, sim in near_pairs(good_vectors, near_similarity, near_k, knn=knn):
             add(good[a], good[b], 2, min(1.0, sim))
     return clusters(facts, edges)
 

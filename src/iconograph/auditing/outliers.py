@@ -59,10 +59,13 @@ def quality_reasons(facts: ImageFacts) -> list[str]:
     return reasons
 
 
-def knn_distances(vectors: np.ndarray, k: int = OUTLIER_K):
-    """Mean cosine distance of each row to its ``k`` nearest other rows, and those neighbours."""
-    indices, sims = knn_self_join(vectors, k)
-    return 1.0 - sims.mean(axis=1), indices, sims
+def knn_distances(vectors: np.ndarray | None, k: int = OUTLIER_K, knn=None):
+    """Mean cosine distance of each row to its ``k`` nearest other rows, and those neighbours
+    (``knn``: the self-join already computed, at least ``k`` wide)."""
+    indices, sims = knn_self_join(vectors, k) if knn is None else (knn[0][:, :k], knn[1][:, :k])
+    found = indices >= 0  # -1: no neighbour there (the index path, around failed images)
+    mean = np.where(found, sims, 0).sum(axis=1) / np.maximum(found.sum(axis=1), 1)
+    return 1.0 - mean, indices, sims
 
 
 def robust_threshold(values: np.ndarray, mads: float = OUTLIER_MADS) -> float:
@@ -78,6 +81,7 @@ def find_outliers(
     k: int = OUTLIER_K,
     mads: float = OUTLIER_MADS,
     neighbours: int = 3,
+    knn: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[list[dict], float | None]:
     """One record per flagged image ``{"path", "reasons", "knn_distance", "measures",
     "neighbours"}`` (most isolated first, then quality-only flags in input order), and the
@@ -86,14 +90,15 @@ def find_outliers(
     distance: dict[int, float] = {}
     near: dict[int, list[dict]] = {}
     threshold = None
-    if vectors is not None and len(good) >= MIN_IMAGES:
-        dist, indices, sims = knn_distances(np.asarray(vectors)[good], k)
+    if (vectors is not None or knn is not None) and len(good) >= MIN_IMAGES:
+        dist, indices, sims = knn_distances(None if knn is not None else np.asarray(vectors)[good], k, knn)
         threshold = robust_threshold(dist, mads)
         for row, i in enumerate(good):
             distance[i] = float(dist[row])
             near[i] = [
                 {"path": facts[good[j]].path, "similarity": round(float(s), 6)}
                 for j, s in zip(indices[row, :neighbours], sims[row, :neighbours])
+                if j >= 0
             ]
     records = []
     for i in good:

@@ -22,6 +22,7 @@ from iconograph.auditing.defaults import FOLDS, NEAR_K, NEAR_SIMILARITY, OUTLIER
 from iconograph.auditing.duplicates import check_tiers, find_duplicates
 from iconograph.auditing.images import collect_facts
 from iconograph.auditing.labels import find_label_issues
+from iconograph.auditing.neighbours import self_join
 from iconograph.auditing.outliers import find_outliers
 from iconograph.engine.embed import Embedder
 from iconograph.engine.files import RecordWriter
@@ -81,7 +82,7 @@ class AuditResult:
 
 
 def audit(
-    sources: str | os.PathLike | Sequence[str | os.PathLike],
+    sources: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     truth: str | os.PathLike | Sequence | None = None,
     model=None,
     *,
@@ -97,13 +98,21 @@ def audit(
     folds: int = FOLDS,
     embedder: Embedder | None = None,
     threads: int = 4,
+    collection: str | None = None,
     **embedder_options,
 ) -> AuditResult:
     """Audit ``sources``: duplicate clusters, outliers, and with ``truth`` (an ImageFolder tree or
     a CSV/JSONL/COCO file, as ``evaluate`` reads it) suspect labels. ``model``: a model spec
     (default: iconograph's default CLIP) unless an ``embedder`` is given. ``out``: a folder to
     write the findings to (:meth:`AuditResult.write`). ``tiers``: the duplicate tiers to look
-    for (:mod:`iconograph.auditing.duplicates`)."""
+    for (:mod:`iconograph.auditing.duplicates`).
+
+    ``collection``: audit an indexed collection instead of ``sources`` (its images and stored
+    vectors: no model runs), with the neighbours found through the collection's LanceDB index, and
+    keep the findings with the collection for the review page's queues. Otherwise the
+    neighbours come from an exact blocked self-join up to
+    :data:`~iconograph.auditing.neighbours.EXACT_LIMIT` images and through a scratch LanceDB
+    index in the store above (:func:`~iconograph.auditing.neighbours.self_join`)."""
     tiers = check_tiers(tiers)
     if not 0 <= phash_distance <= 64:
         raise OptionError(f"phash distance must be from 0 to 64 bits, not {phash_distance}")
@@ -116,38 +125,69 @@ def audit(
         from iconograph.evaluation.metrics import read_truth
 
         truth_map = labels_by_path(read_truth(truth) if isinstance(truth, (str, os.PathLike)) else truth)
-    items = read_collection(sources)
-    if not items:
-        raise SourceError("no images found in the sources")
-    paths = [item.path for item in items]
-    if len(set(map(path_key, paths))) != len(paths):
-        raise DataError("an image is given twice in the sources; give each image once")
-    embedder = embedder or Embedder(model, **embedder_options)
-    before = (embedder.stats.computed, embedder.stats.cached)
-    facts = collect_facts(paths, rotations=rotations, threads=threads)
-    embedded = embedder.embed_images(paths)
-    for fact, error in zip(facts, embedded.errors):
-        if fact.error is None and error is not None:
-            fact.error = error
-    vectors = embedded.vectors
-    ok = np.array([f.error is None for f in facts], dtype=bool)
+    k = max(near_k, outlier_k)
+    target = None
+    if collection is not None:
+        from iconograph.auditing.neighbours import knn_from_table
+        from iconograph.search import SearchCollection
+
+        if sources is not None:
+            raise OptionError("give SOURCE or --collection, not both")
+        target = SearchCollection(collection, embedder_options.get("store")).require()
+        table_paths, indices, sims = knn_from_table(target.vectors, k)
+        paths = sorted(table_paths)
+        facts = collect_facts(paths, rotations=rotations, threads=threads)
+        position = {p: i for i, p in enumerate(table_paths)}
+        good = [i for i, f in enumerate(facts) if f.error is None]
+        # the self-join in the order of the good rows (indices refer to the table's rows)
+        to_good = np.full(len(table_paths), -1)
+        to_good[[position[paths[i]] for i in good]] = np.arange(len(good))
+        rows = [position[paths[i]] for i in good]
+        knn = (to_good[indices[rows]], sims[rows])
+        vectors = None
+        computed = cached = 0
+    else:
+        if sources is None:
+            raise OptionError("give SOURCE (images, folders or a dataset file) or --collection")
+        items = read_collection(sources)
+        if not items:
+            raise SourceError("no images found in the sources")
+        paths = [item.path for item in items]
+        if len(set(map(path_key, paths))) != len(paths):
+            raise DataError("an image is given twice in the sources; give each image once")
+        embedder = embedder or Embedder(model, **embedder_options)
+        before = (embedder.stats.computed, embedder.stats.cached)
+        facts = collect_facts(paths, rotations=rotations, threads=threads)
+        embedded = embedder.embed_images(paths)
+        for fact, error in zip(facts, embedded.errors):
+            if fact.error is None and error is not None:
+                fact.error = error
+        vectors = embedded.vectors
+        good = [i for i, f in enumerate(facts) if f.error is None]
+        knn = self_join(vectors[good], k, store=embedder.store) if len(good) > 1 else None
+        computed, cached = embedder.stats.computed - before[0], embedder.stats.cached - before[1]
     duplicates = find_duplicates(
         facts,
-        vectors if ok.any() else None,
         phash_distance=phash_distance,
         near_similarity=near_similarity,
         near_k=near_k,
         tiers=tiers,
+        knn=knn,
     )
-    outliers, threshold = find_outliers(facts, vectors if ok.any() else None, k=outlier_k, mads=outlier_mads)
+    outliers, threshold = find_outliers(facts, k=outlier_k, mads=outlier_mads, knn=knn)
     issues = None
     if truth_map is not None:
-        labelled = [i for i, p in enumerate(paths) if ok[i] and truth_map.get(path_key(p))]
+        labelled = [i for i in good if truth_map.get(path_key(paths[i]))]
         if not labelled:
             raise DataError("no audited image has a label in the truth")
+        if vectors is None:
+            found = target.vectors.vectors_for([paths[i] for i in labelled])
+            labelled_vectors = np.stack([found[paths[i]] for i in labelled])
+        else:
+            labelled_vectors = vectors[labelled]
         issues = find_label_issues(
             [paths[i] for i in labelled],
-            vectors[labelled],
+            labelled_vectors,
             [tuple(truth_map[path_key(paths[i])]) for i in labelled],
             folds=folds,
         )
@@ -158,9 +198,28 @@ def audit(
         issues,
         [{"path": f.path, "error": f.error} for f in facts if f.error is not None],
         threshold,
-        embedder.stats.computed - before[0],
-        embedder.stats.cached - before[1],
+        computed,
+        cached,
     )
+    if target is not None:
+        save_findings(target, result)
     if out is not None:
         result.write(out, report=report)
     return result
+
+
+FINDINGS_META = "search_audit_{}"
+
+
+def save_findings(collection, result: AuditResult) -> None:
+    """Keep an audit's findings with the collection (the review page's queues read them)."""
+    collection.store.write_meta(
+        FINDINGS_META.format(collection.name),
+        {"duplicates": result.duplicates, "outliers": result.outliers, "label_issues": result.label_issues or []},
+    )
+
+
+def load_findings(collection) -> dict:
+    """The findings of the collection's last audit: ``duplicates``, ``outliers``, ``label_issues``."""
+    found = collection.store.read_meta(FINDINGS_META.format(collection.name)) or {}
+    return {kind: found.get(kind, []) for kind in ("duplicates", "outliers", "label_issues")}

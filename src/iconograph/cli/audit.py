@@ -17,7 +17,6 @@ from iconograph.cli.common import (
     NoCacheOpt,
     ProgressOpt,
     RuntimeOpt,
-    Sources,
     StoreOpt,
     StrictOpt,
     WorkersOpt,
@@ -31,8 +30,25 @@ from iconograph.cli.common import (
 @app.command()
 @user_errors
 def audit(
-    sources: Sources,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the findings (JSONL files, report.html).")],
+    sources: Annotated[
+        Optional[list[Path]],
+        typer.Argument(
+            help="Image files, folders (recursive) or dataset files (CSV, JSONL, COCO JSON); or --collection.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Folder for the findings (JSONL files, report.html).")
+    ] = None,
+    collection: Annotated[
+        Optional[str],
+        typer.Option(
+            "--collection",
+            "-c",
+            help="Audit an indexed collection (its stored vectors, through its index) and keep the findings "
+            "for the review page's queues.",
+        ),
+    ] = None,
     truth: Annotated[
         Optional[Path],
         typer.Option("--truth", "-t", help="ImageFolder tree, or CSV/JSONL with path and labels: find suspect labels."),
@@ -74,9 +90,12 @@ def audit(
 ):
     """Audit a collection: duplicate clusters, outliers and (with --truth) suspect labels, one JSONL each in --out."""
     from iconograph.auditing.run import audit as run_audit
+    from iconograph.errors import OptionError
 
+    if out is None and collection is None:
+        raise OptionError("give --out DIR for the findings (or --collection NAME to keep them with a collection)")
     result = run_audit(
-        sources,
+        sources or None,
         truth,
         model,
         out=out,
@@ -88,6 +107,7 @@ def audit(
         near_k=near_k,
         outlier_k=outlier_k,
         outlier_mads=outlier_mads,
+        collection=collection,
         **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime),
     )
     report_run(result.run_stats(), strict)
