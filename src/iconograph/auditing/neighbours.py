@@ -5,8 +5,9 @@ Two paths, the same result shape (``(indices, similarities)``, each ``(n, k)``, 
 - :func:`knn_self_join` is exact: a matrix product of L2-normalised vectors, a block of rows at a
   time, keeping the top ``k`` of each row (``torch.topk``: numpy's ``argpartition`` over a
   1024 x 100 000 block is about 20x slower on this machine). The block holds at most
-  :data:`BLOCK_BYTES` of similarities, so the extra memory is bounded by about
-  ``2 x BLOCK_BYTES`` (the block and its top-k work) whatever ``n`` is; the time is n^2 d.
+  :data:`BLOCK_BYTES` of similarities whatever ``n`` is; with torch's and BLAS's workspaces the
+  peak RSS grew by 329 MiB at 100 000 x 512 (``benchmarks/bench_audit.py``, 910 s on 2 busy
+  cores); the time is n^2 d.
 - :func:`knn_from_table` goes through a LanceDB :class:`~iconograph.search.vectors.VectorTable`:
   the rows are read in batches and each batch is one multi-vector query (``query_index``), so
   with the table's ANN index (IVF_HNSW_SQ, built once a collection passes its threshold) the
