@@ -31,6 +31,7 @@ _LEARN = {
     "write_full_report": ("iconograph.evaluation.report", "write_full_report"),
     "compare": ("iconograph.evaluation.compare", "compare"),
     "segment": ("iconograph.segmentation", "segment"),
+    "audit": ("iconograph.auditing.run", "audit"),
 }
 
 
@@ -62,6 +63,7 @@ __all__ = [
     "TrainedModel",
     "ZeroShotClassifier",
     "__version__",
+    "audit",
     "caption",
     "classify",
     "compare",

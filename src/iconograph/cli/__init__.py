@@ -3,7 +3,7 @@
 Each module registers its commands on the shared ``app``; importing it is enough.
 """
 
-from iconograph.cli import compare, core, detect, learn, search, segment  # noqa: F401  (compare; classify/embed/evaluate; detect/caption/describe/convert-boxes; train/predict/split/report; index/search/export/serve)
+from iconograph.cli import active, audit, compare, core, detect, learn, search, segment  # noqa: F401  (learn COLLECTION; audit; compare; classify/embed/evaluate; detect/caption/describe/convert-boxes; train/predict/split/report; index/search/export/serve; segment)
 from iconograph.cli.common import app
 
 

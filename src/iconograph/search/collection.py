@@ -26,7 +26,7 @@ from iconograph.classification.results import LabelScore, Prediction
 from iconograph.engine.store import Store
 from iconograph.errors import UserError
 from iconograph.reading.sources import path_key, read_collection
-from iconograph.search.reviews import ImageReview, Review, ReviewLog
+from iconograph.search.reviews import EXCLUDED_LABEL, IMAGE_ACTIONS, ImageReview, Review, ReviewLog
 from iconograph.search.vectors import (
     DEFAULT_ANN_THRESHOLD,
     INDEX_TYPES,
@@ -160,6 +160,8 @@ class ItemView:
     path: str
     labels: tuple[LabelView, ...]
     reviewed: bool
+    excluded: bool = False  # a reviewer excluded the image (review queues)
+    duplicate_of: str | None = None  # a reviewer marked it a duplicate of this image
 
     @property
     def top_score(self) -> float | None:
@@ -188,11 +190,15 @@ class ItemView:
             "labels": [lv.to_record() for lv in self.labels],
             "reviewed": self.reviewed,
             "top_score": self.top_score,
+            "excluded": self.excluded,
+            "duplicate_of": self.duplicate_of,
         }
 
 
 def item_view(path: str, labels: Sequence[str], scores: Sequence[float], review: ImageReview | None) -> ItemView:
     decisions = review.decisions if review else {}
+    image = review.image_decision if review else None
+    decisions = {k: d for k, d in decisions.items() if not _image_level(d)}
     views = []
     for label, score in zip(labels, scores):
         decision = decisions.get(label)
@@ -201,7 +207,18 @@ def item_view(path: str, labels: Sequence[str], scores: Sequence[float], review:
     for label, decision in decisions.items():
         if label not in predicted:
             views.append(LabelView(label, None, decision.action, _box(decision)))
-    return ItemView(path, tuple(views), bool(decisions))
+    return ItemView(
+        path,
+        tuple(views),
+        bool(review and review.decisions),
+        image is not None and image.action == "exclude",
+        image.label if image is not None and image.action == "duplicate" else None,
+    )
+
+
+def _image_level(decision) -> bool:
+    """An exclude/duplicate decision, or the ``remove`` that took one back: not about a label."""
+    return decision.action in IMAGE_ACTIONS or decision.label == EXCLUDED_LABEL or os.path.isabs(decision.label)
 
 
 def _box(decision) -> tuple[float, ...] | None:

@@ -4,6 +4,7 @@
   accepted or added (``;``-separated in CSV, a list in JSONL) — what
   :func:`iconograph.evaluation.metrics.read_truth` and :func:`iconograph.reading.sources.read_collection` read.
   ``include_predicted=True`` also keeps predicted labels that nobody rejected or removed.
+  Images a reviewer excluded or marked as a duplicate are left out.
 * :func:`export_predictions`: every indexed image in the classify contract, predictions
   corrected by review (confirmed labels score 1.0, rejected/removed ones dropped).
 """
@@ -25,6 +26,8 @@ def export_reviews(collection, out: str | Path, *, include_predicted: bool = Fal
         raise OptionError(f"{out}: reviewed labels can be written as .csv, .tsv or .jsonl")
     with RecordWriter(out, columns=("path", "labels"), csv_row=_labels_row) as writer:
         for view in collection.items(reviewed=True):
+            if view.excluded or view.duplicate_of:  # out of the truth (review queues)
+                continue
             labels = view.effective_labels() if include_predicted else view.confirmed_labels()
             writer.write({"path": view.path, "labels": labels})
     return writer.count

@@ -5,7 +5,13 @@ A decision says what a person did to one label of one image:
 * ``accept``: the label is right (usually a predicted one);
 * ``reject``: the label is wrong;
 * ``add``: a label the model did not give is right (optionally with a box);
-* ``remove``: take back a label that was accepted or added.
+* ``remove``: take back a label that was accepted or added;
+* ``exclude``: the image does not belong in the collection's truth (label ``excluded``);
+* ``duplicate``: the image duplicates another (the label is that image's path).
+
+``exclude`` and ``duplicate`` are decisions about the image, not about a label: the audit's review
+queues (:mod:`iconograph.search.queues`) write them, and ``export`` leaves such images out of
+the truth it writes. ``remove`` on the same label takes either back.
 
 The last decision per (image, label) wins. Every decision is a separate Lance commit made as
 soon as it arrives, so a reload or a crash loses nothing that was acknowledged. Lance commits
@@ -29,7 +35,7 @@ import pyarrow as pa
 from iconograph.errors import UserError
 from iconograph.reading.sources import MAX_LABEL_LENGTH
 
-Action = Literal["accept", "reject", "add", "remove"]
+Action = Literal["accept", "reject", "add", "remove", "exclude", "duplicate"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 MAX_LABEL_CHARS = MAX_LABEL_LENGTH  # the library's one bound on a label
 MAX_REVIEWER_CHARS = 100
@@ -38,6 +44,8 @@ MAX_REVIEWER_CHARS = 100
 ONE_LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 _ONE_LINE = re.compile(ONE_LINE_PATTERN)
 POSITIVE = frozenset({"accept", "add"})
+IMAGE_ACTIONS = frozenset({"exclude", "duplicate"})  # about the image, not one of its labels
+EXCLUDED_LABEL = "excluded"
 COMPACT_EVERY = 256  # appends between compactions: one fragment per decision otherwise
 STATE_TTL = 2.0  # seconds a folded review state is reused when nothing was written
 
@@ -141,7 +149,13 @@ class ImageReview:
 
     @property
     def excluded(self) -> set[str]:
-        return {d.label for d in self.decisions.values() if not d.positive}
+        return {d.label for d in self.decisions.values() if not d.positive and d.action not in IMAGE_ACTIONS}
+
+    @property
+    def image_decision(self) -> LabelDecision | None:
+        """The latest exclude/duplicate decision still standing (not taken back with remove)."""
+        standing = [d for d in self.decisions.values() if d.action in IMAGE_ACTIONS]
+        return max(standing, key=lambda d: d.time_ns) if standing else None
 
 
 def fold(reviews: Iterable[Review]) -> dict[str, ImageReview]:

@@ -465,6 +465,35 @@ class VectorTable:
             best_paths = np.take_along_axis(paths, keep, axis=1)
         return best_paths.tolist(), best_sims
 
+    def search_many(
+        self, queries: np.ndarray, k: int, mode: str = "auto", settings: QuerySettings | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """The top ``k`` ``(path, cosine)`` of each query row, in one LanceDB multi-vector query
+        (the audit's self-join asks a batch of rows at a time)."""
+        table = self.table
+        queries = l2_normalize(np.asarray(queries, np.float32))
+        found: list[list[tuple[str, float]]] = [[] for _ in range(len(queries))]
+        if table is None or not len(queries):
+            return found
+        state = self.state()
+        mode = state.mode if mode == "auto" else mode
+        builder = table.search(list(queries), vector_column_name="vector").distance_type("cosine").limit(k)
+        builder = builder.select(["path", "_distance"])
+        if mode == "exact":
+            builder = builder.bypass_vector_index()
+        else:
+            builder = (settings or self.settings(state.index_type)).apply(builder, k)
+        result = builder.to_arrow()
+        has_index = "query_index" in result.column_names
+        query_index = result.column("query_index").to_pylist() if has_index else [0] * result.num_rows
+        for q, path, distance in zip(
+            query_index, result.column("path").to_pylist(), result.column("_distance").to_pylist()
+        ):
+            found[q].append((path, 1.0 - float(distance)))
+        for hits in found:
+            hits.sort(key=lambda h: -h[1])
+        return found
+
     def rows(self, columns: Sequence[str] = ("path", "hash", "labels", "scores")) -> pa.Table:
         table = self.table
         if table is None:

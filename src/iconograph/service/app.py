@@ -16,11 +16,12 @@ from fastapi.responses import JSONResponse
 
 from iconograph.backends import ModelNotFoundError
 from iconograph.classification.zeroshot import LabelError
+from iconograph.errors import DataError
 from iconograph.reading.decode import DecodeError
 from iconograph.search import CollectionError, NotInCollection, PathRefused, ReviewError
 from iconograph.service.auth import UploadLimit
 from iconograph.service.headers import SecurityHeaders
-from iconograph.service.routes import classify, collections, files, pages, reviews, search
+from iconograph.service.routes import classify, collections, files, pages, queues, reviews, search
 from iconograph.service.state import ServiceConfig, ServiceState
 
 __all__ = ["ServiceConfig", "create_app"]
@@ -36,6 +37,7 @@ ERROR_ANSWERS: dict[type[Exception], tuple[int, str]] = {
     LabelError: (422, "{}"),
     DecodeError: (422, "cannot read the uploaded image: {}"),
     ModelNotFoundError: (503, "model unavailable: {}"),
+    DataError: (422, "{}"),
 }
 
 
@@ -62,7 +64,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         app.add_exception_handler(error_type, _library_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(pages.open_router)
-    for module in (pages, classify, collections, search, reviews, files):
+    for module in (pages, classify, collections, search, reviews, queues, files):
         app.include_router(module.router)
     return app
 

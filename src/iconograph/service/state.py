@@ -23,6 +23,41 @@ class ServiceConfig:
     device: str | None = None
 
 
+class Learning:
+    """One background "learn" per collection at a time (:func:`iconograph.search.active.learn`
+    on a thread): the page keeps working while it runs and polls its status."""
+
+    def __init__(self):
+        self._guard = threading.Lock()
+        self._running: dict[str, threading.Thread] = {}
+        self._errors: dict[str, str | None] = {}
+
+    def start(self, collection: SearchCollection) -> dict:
+        with self._guard:
+            if collection.name not in self._running:
+                thread = threading.Thread(target=self._run, args=(collection,), daemon=True)
+                self._running[collection.name] = thread
+                self._errors[collection.name] = None
+                thread.start()
+        return self.status(collection.name)
+
+    def _run(self, collection: SearchCollection) -> None:
+        from iconograph.errors import UserError
+        from iconograph.search.active import learn
+
+        try:
+            learn(collection)
+        except UserError as exc:  # too few reviews and the like: the page says why
+            self._errors[collection.name] = str(exc)
+        finally:
+            with self._guard:
+                self._running.pop(collection.name, None)
+
+    def status(self, name: str) -> dict:
+        with self._guard:
+            return {"running": name in self._running, "error": self._errors.get(name)}
+
+
 @dataclass
 class ServiceState:
     config: ServiceConfig
@@ -30,6 +65,7 @@ class ServiceState:
     models: Models
     _collections: dict[str, SearchCollection] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+    learning: Learning = field(default_factory=Learning)
 
     @classmethod
     def from_config(cls, config: ServiceConfig) -> ServiceState:

@@ -7,7 +7,7 @@ const state = {
   offset: 0,
   total: 0,
   items: [],        // what the grid shows: items of a page, or search hits
-  mode: "browse",   // browse | search | similar
+  mode: "browse",   // browse | search | similar | queue
   query: "",
   similarTo: null,
   current: -1,      // index into items of the open detail view
@@ -49,7 +49,10 @@ async function loadCollections() {
   state.collection = list.some((c) => c.name === wanted) ? wanted : list[0].name;
   select.value = state.collection;
   await loadLabels();
-  await browse(0);
+  const queue = new URLSearchParams(location.search).get("queue");
+  if (queue && [...$("queue").options].some((o) => o.value === queue)) $("queue").value = queue;
+  await ($("queue").value ? showQueue(0) : browse(0));
+  await showLearned();
 }
 
 async function loadLabels() {
@@ -70,6 +73,47 @@ async function browse(offset) {
   state.total = page.total;
   state.items = page.items;
   render(`${page.total} images` + (f.label ? ` labelled “${f.label}”` : ""));
+}
+
+async function showQueue(offset) {
+  state.mode = "queue";
+  const kind = $("queue").value;
+  const page = await api(`${base()}/queues/${kind}?${q({ offset, limit: PAGE })}`);
+  state.offset = page.offset;
+  state.total = page.total;
+  state.items = page.items;
+  render(`${page.total} in the queue “${$("queue").selectedOptions[0].text}”`);
+}
+
+function describeFinding(f) {
+  if (!f) return "";
+  if (f.margin !== undefined) return `margin ${f.margin.toFixed(3)} (${f.by})` + (f.suggested ? ` · best: ${f.suggested}` : "");
+  if (f.duplicate_of) return `duplicate of ${basename(f.duplicate_of)} (${f.tier}, ${f.score.toFixed(3)})`;
+  if (f.reasons) return f.reasons.join(", ") + (f.knn_distance !== null && f.knn_distance !== undefined ? ` · kNN distance ${f.knn_distance.toFixed(3)}` : "");
+  if (f.quality !== undefined) return `label ${[].concat(f.label).join(", ")} · suggested ${[].concat(f.suggested).join(", ")} · quality ${f.quality.toFixed(3)}`;
+  return "";
+}
+
+async function showLearned() {
+  const status = await api(`${base()}/learn`);
+  const last = status.last;
+  let text = status.running ? "learning…" : "";
+  if (!status.running && last) {
+    text = `head accuracy ${last.accuracy === null ? "n/a" : last.accuracy.toFixed(2)} (${last.folds}-fold CV on ${last.reviews} reviews)`;
+  }
+  if (!status.running && status.error) text = `learn: ${status.error}`;
+  $("accuracy").textContent = text;
+  return status;
+}
+
+async function learnNow() {
+  await api(`${base()}/learn`, { method: "POST" });
+  let status = await showLearned();
+  while (status.running) {
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    status = await showLearned();
+  }
+  if (state.mode === "queue") await showQueue(0);
 }
 
 async function search(text) {
@@ -107,6 +151,7 @@ function topScore(item, label) {
 }
 
 async function reload() {
+  if (state.mode === "queue") return showQueue(state.offset);
   if (state.mode === "search") return search(state.query);
   if (state.mode === "similar") return similar(state.similarTo);
   return browse(state.offset);
@@ -122,7 +167,7 @@ function render(status) {
   const grid = $("grid");
   grid.innerHTML = "";
   state.items.forEach((item, i) => grid.appendChild(card(item, i)));
-  const paging = state.mode === "browse";
+  const paging = state.mode === "browse" || state.mode === "queue";
   $("pager").hidden = !paging || state.total <= PAGE;
   $("prev").disabled = state.offset === 0;
   $("next").disabled = state.offset + PAGE >= state.total;
@@ -158,6 +203,7 @@ function card(item, i) {
   const info = document.createElement("span");
   info.className = "badge";
   info.textContent = (item.score !== undefined ? `sim ${item.score.toFixed(3)} ` : "") + (item.reviewed ? "✓ reviewed" : "");
+  if (item.finding) { info.textContent = describeFinding(item.finding); info.className = "badge finding-badge"; info.dataset.testid = "finding-badge"; }
   const more = document.createElement("button");
   more.className = "similar";
   more.type = "button";
@@ -181,6 +227,9 @@ async function openDetail(i) {
   state.items[i] = { ...state.items[i], ...item };
   $("detail").hidden = false;
   $("detail-path").textContent = item.path;
+  const finding = state.items[i].finding;
+  $("finding").hidden = !finding;
+  $("finding").textContent = describeFinding(finding);
   const img = $("detail-image");
   img.onload = () => drawBoxes(item);
   img.src = `${base()}/image?${q({ path: item.path })}`;
@@ -260,6 +309,31 @@ async function decide(action, label) {
   } catch (error) { message(error.message, true); }
 }
 
+async function queueDecision(decision) {
+  const item = state.items[state.current];
+  if (!item) return;
+  const f = item.finding || {};
+  const body = { path: item.path, decision };
+  if (decision === "keep") body.label = f.label !== undefined && !Array.isArray(f.label) ? f.label : (f.suggested && f.by ? f.suggested : selectedLabel());
+  if (decision === "relabel") {
+    const guess = f.quality !== undefined ? [].concat(f.suggested)[0] : (f.suggested || "");
+    const label = window.prompt("New label", guess || "");
+    if (!label) return;
+    body.label = label.trim();
+  }
+  if (decision === "duplicate") {
+    if (!f.duplicate_of) { message("no duplicate known for this image: open it from the duplicate queue", true); return; }
+    body.duplicate_of = f.duplicate_of;
+  }
+  if (!body.label) delete body.label;
+  try {
+    await api(`${base()}/decisions`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    message(`${decision}${body.label ? ": " + body.label : ""}`);
+    if (state.current + 1 < state.items.length) await openDetail(state.current + 1);
+    else closeDetail();
+  } catch (error) { message(error.message, true); }
+}
+
 function selectedLabel() {
   const item = state.items[state.current];
   return item && item.labels[state.selected] ? item.labels[state.selected].label : null;
@@ -287,6 +361,10 @@ document.addEventListener("keydown", (event) => {
       x: () => decide("remove", selectedLabel()),
       n: () => $("add-label").focus(),
       m: () => { const p = item.path; $("detail").hidden = true; similar(p).catch(showError); },
+      y: () => queueDecision("keep"),
+      l: () => queueDecision("relabel"),
+      d: () => queueDecision("duplicate"),
+      e: () => queueDecision("exclude"),
       ArrowDown: () => { state.selected = Math.min(state.selected + 1, item.labels.length - 1); renderLabels(item); },
       ArrowUp: () => { state.selected = Math.max(state.selected - 1, 0); renderLabels(item); },
       ArrowRight: () => openDetail(state.current + 1),
@@ -321,8 +399,11 @@ $("similar").addEventListener("click", () => {
 });
 $("close").addEventListener("click", closeDetail);
 $("detail").addEventListener("click", (event) => { if (event.target.id === "detail") closeDetail(); });
-$("prev").addEventListener("click", () => browse(Math.max(0, state.offset - PAGE)).catch(showError));
-$("next").addEventListener("click", () => browse(state.offset + PAGE).catch(showError));
+const page = (offset) => (state.mode === "queue" ? showQueue(offset) : browse(offset));
+$("prev").addEventListener("click", () => page(Math.max(0, state.offset - PAGE)).catch(showError));
+$("next").addEventListener("click", () => page(state.offset + PAGE).catch(showError));
+$("queue").addEventListener("change", () => ($("queue").value ? showQueue(0) : browse(0)).catch(showError));
+$("learn").addEventListener("click", () => learnNow().catch(showError));
 $("collection").addEventListener("change", async (event) => {
   state.collection = event.target.value;
   await loadLabels();

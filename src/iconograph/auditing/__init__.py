@@ -1,0 +1,1 @@
+"""Audit a collection: duplicates, outliers and suspect labels (issue 12)."""
