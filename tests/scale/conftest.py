@@ -50,3 +50,17 @@ def s3_store(monkeypatch):
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="iconograph-test")
     yield "s3://iconograph-test/store"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_owlvit_model(tmp_path_factory) -> Path:
+    from iconograph.testing import save_tiny_owlvit
+
+    return save_tiny_owlvit(tmp_path_factory.mktemp("models") / "tiny-owlvit", version=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_blip_model(tmp_path_factory) -> Path:
+    from iconograph.testing import save_tiny_blip
+
+    return save_tiny_blip(tmp_path_factory.mktemp("models") / "tiny-blip")

@@ -89,3 +89,19 @@ def test_classify_and_embed_commands_on_ray_write_the_local_files(tmp_path, tiny
 def test_an_unknown_engine_is_a_usage_error(tiny_clip, mixed_images):
     result = run_cli("embed", mixed_images[0], "--model", tiny_clip, "--engine", "spark")
     assert result.returncode == 2 and "--engine must be one of local, ray" in result.stderr
+
+
+def test_detect_and_caption_on_ray_equal_local(tmp_path, tiny_owlvit_model, tiny_blip_model, mixed_images):
+    paths = [str(p) for p in mixed_images[6:]]  # two photos and the bad files
+    options = {"batch_size": 3, "workers": 0, "progress": False}
+    local = ig.detect(paths, "cat,dog", model=str(tiny_owlvit_model), store=tmp_path / "a", **options)
+    ray = ig.detect(paths, "cat,dog", model=str(tiny_owlvit_model), store=tmp_path / "b", engine="ray", **options)
+    assert [r.to_record() for r in ray] == [r.to_record() for r in local]
+    assert any(r.error for r in local) and any(r.detections is not None and len(r.detections) for r in local)
+
+    local = ig.caption(paths, model=str(tiny_blip_model), store=tmp_path / "a", max_new_tokens=5, **options)
+    ray = ig.caption(
+        paths, model=str(tiny_blip_model), store=tmp_path / "b", max_new_tokens=5, engine="ray", actors=2, **options
+    )
+    assert [c.to_record() for c in ray] == [c.to_record() for c in local]
+    assert any(c.error for c in local) and any(c.text for c in local)
