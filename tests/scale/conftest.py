@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,10 @@ def s3_store(monkeypatch):
         "AWS_ALLOW_HTTP": "true",
     }.items():
         monkeypatch.setenv(key, value)
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="iconograph-test")
-    yield "s3://iconograph-test/store"
+    # moto keeps its buckets in process-wide memory, across servers: a fresh bucket per test
+    bucket = f"iconograph-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    yield f"s3://{bucket}/store"
     server.stop()
 
 
