@@ -42,10 +42,36 @@ Sources = Annotated[
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Hub id, local folder, open_clip:ARCH/TAG, ...")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file; format by extension.")]
 StoreOpt = Annotated[
-    Optional[Path],
+    Optional[str],
     typer.Option(
-        "--store", help="Store folder (cache, indexes). Default: $ICONOGRAPH_STORE or ~/.cache/iconograph/store."
+        "--store",
+        help="Store folder or object-storage URI (s3://bucket/prefix) for the cache and indexes. "
+        "Default: $ICONOGRAPH_STORE or ~/.cache/iconograph/store.",
     ),
+]
+StorageOptionOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--storage-option",
+        help="KEY=VALUE for an object-storage store (aws_endpoint, region, allow_http ...); repeatable. "
+        "The AWS_* environment variables are read too.",
+    ),
+]
+EngineOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--engine", help="local (this process) or ray (a Ray cluster: Ray Data). Default: $ICONOGRAPH_ENGINE or local."
+    ),
+]
+RayAddressOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ray-address", help="Ray cluster to join (auto: the running one). Default: $RAY_ADDRESS or a new local one."
+    ),
+]
+ActorsOpt = Annotated[
+    Optional[int],
+    typer.Option("--actors", min=1, help="Model replicas with --engine ray (default: one per GPU, or per 4 CPUs)."),
 ]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per model batch.")]
 WorkersOpt = Annotated[
@@ -143,3 +169,22 @@ def runner_options(store, no_cache, batch_size, workers, progress) -> dict:
         "workers": workers,
         "progress": progress,
     }
+
+
+def open_store(store: str | None, storage_option: list[str] | None):
+    """``--store`` with its ``--storage-option KEY=VALUE``s as a :class:`~iconograph.engine.store.Store`."""
+    from iconograph.engine.store import Store
+    from iconograph.errors import OptionError
+
+    options = {}
+    for text in storage_option or ():
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise OptionError(f"--storage-option {text!r} is not KEY=VALUE")
+        options[key.strip()] = value
+    return Store(store, options)
+
+
+def engine_options(engine: str | None, ray_address: str | None, actors: int | None) -> dict:
+    """``--engine``, ``--ray-address`` and ``--actors`` as keywords of the embedder or job runner."""
+    return {"engine": engine, "ray_address": ray_address, "actors": actors}

@@ -9,21 +9,27 @@ import typer
 
 from iconograph.backends import DEFAULT_MODEL
 from iconograph.cli.common import (
+    ActorsOpt,
     BatchOpt,
     DeviceOpt,
+    EngineOpt,
     ExactDecodeOpt,
     ModelOpt,
     NoCacheOpt,
     OutOpt,
     ProgressOpt,
+    RayAddressOpt,
     RuntimeOpt,
     Sources,
+    StorageOptionOpt,
     StoreOpt,
     StrictOpt,
     WorkersOpt,
     app,
     echo_stderr,
     embedder_options,
+    engine_options,
+    open_store,
     report_run,
     user_errors,
 )
@@ -68,6 +74,10 @@ def classify(
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
     exact_decode: ExactDecodeOpt = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    actors: ActorsOpt = None,
+    storage_option: StorageOptionOpt = None,
 ):
     """Zero-shot labels for every image: one JSON record per image, in input order."""
     from iconograph.classification.classify import run_classify
@@ -83,7 +93,10 @@ def classify(
         top_k=top_k,
         neutral=neutral,
         out=out,
-        **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime, exact_decode),
+        **embedder_options(
+            open_store(store, storage_option), no_cache, batch_size, workers, device, progress, runtime, exact_decode
+        ),
+        **engine_options(engine, ray_address, actors),
     )
     report_run(stats, strict)
 
@@ -106,6 +119,10 @@ def embed(
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
     exact_decode: ExactDecodeOpt = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    actors: ActorsOpt = None,
+    storage_option: StorageOptionOpt = None,
 ):
     """Compute (or fetch from the cache) image embeddings."""
     from iconograph.engine.embed import run_embed
@@ -115,7 +132,10 @@ def embed(
         model,
         out=out,
         log=echo_stderr,
-        **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime, exact_decode),
+        **embedder_options(
+            open_store(store, storage_option), no_cache, batch_size, workers, device, progress, runtime, exact_decode
+        ),
+        **engine_options(engine, ray_address, actors),
     )
     report_run(stats, strict)
 

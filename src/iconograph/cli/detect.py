@@ -8,16 +8,22 @@ from typing import Annotated, Optional
 import typer
 
 from iconograph.cli.common import (
+    ActorsOpt,
     BatchOpt,
     DeviceOpt,
+    EngineOpt,
     NoCacheOpt,
     ProgressOpt,
+    RayAddressOpt,
     Sources,
+    StorageOptionOpt,
     StoreOpt,
     StrictOpt,
     WorkersOpt,
     app,
     echo_stderr,
+    engine_options,
+    open_store,
     report_run,
     runner_options,
     unit_interval,
@@ -67,6 +73,10 @@ def detect(
     strict: StrictOpt = False,
     store: StoreOpt = None,
     progress: ProgressOpt = None,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    actors: ActorsOpt = None,
+    storage_option: StorageOptionOpt = None,
 ):
     """Find and box what the queries name: one record per image (boxes in pixels, sorted by score)."""
     from iconograph.detection import run_detection
@@ -85,7 +95,8 @@ def detect(
         format=format,
         annotate=annotate,
         log=echo_stderr,
-        **runner_options(store, no_cache, batch_size, workers, progress),
+        **runner_options(open_store(store, storage_option), no_cache, batch_size, workers, progress),
+        **engine_options(engine, ray_address, actors),
     )
     report_run(stats, strict)
 
@@ -113,6 +124,10 @@ def caption(
     strict: StrictOpt = False,
     store: StoreOpt = None,
     progress: ProgressOpt = None,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    actors: ActorsOpt = None,
+    storage_option: StorageOptionOpt = None,
 ):
     """Caption every image: {"path", "caption", "error"} per image, cached in the store."""
     from iconograph.description.captions import run_captions
@@ -125,7 +140,8 @@ def caption(
         num_beams=num_beams,
         device=device,
         out=out,
-        **runner_options(store, no_cache, batch_size, workers, progress),
+        **runner_options(open_store(store, storage_option), no_cache, batch_size, workers, progress),
+        **engine_options(engine, ray_address, actors),
     )
     report_run(stats, strict)
 

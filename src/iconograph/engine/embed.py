@@ -14,6 +14,7 @@ are cached under different keys (:meth:`Backend.image_cache_key`), so they never
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ class Embedder:
     ``store=None`` uses the default store; ``use_cache=False`` neither reads nor writes it.
     ``exact_decode=True`` decodes every image at full size (bit-parity with the reference
     pipelines) instead of reducing large ones to twice the model's input first.
+    ``engine="ray"`` computes the images on a Ray cluster (``ray_address``, ``actors``: see
+    :class:`~iconograph.engine.ray_engine.RaySettings`), with the same results.
     """
 
     def __init__(
@@ -94,7 +97,14 @@ class Embedder:
         progress: bool | None = None,
         runtime: str = "auto",
         exact_decode: bool = False,
+        engine: str | None = None,
+        ray_address: str | None = None,
+        actors: int | None = None,
     ):
+        from iconograph.engine.ray_engine import RaySettings, resolve_engine
+
+        self.engine = resolve_engine(engine)
+        self.ray = RaySettings(ray_address, actors)
         self.model = load_model(model, device) if not isinstance(model, Backend) else model
         self.store = store if isinstance(store, Store) else Store(store)
         self.use_cache = use_cache
@@ -138,6 +148,9 @@ class Embedder:
             max_pixels=self.max_pixels,
             progress=self.progress,
             description="embedding images",
+            engine=self.engine,
+            ray_address=self.ray.address,
+            actors=self.ray.actors,
         )
         for results in runner.run_chunks(paths):
             chunk = _to_embeddings(results)
@@ -173,6 +186,13 @@ class Embedder:
 
     def before_compute(self, misses: int) -> None:
         self._misses = misses
+
+    def for_worker(self):
+        """A picklable recipe for this embedder in another process (a Ray actor): the same model
+        (loaded again from its spec), runtime and decoding, no cache of its own."""
+        model = (type(self.model), self.model.spec, self.model._device)
+        settings = {"runtime": self.runtime, "exact_decode": self.exact_decode, "max_pixels": self.max_pixels}
+        return functools.partial(_worker_embedder, model, str(self.store.root), settings, self._misses)
 
     def run_batch(self, pixels, sizes) -> np.ndarray:
         return self._encode(pixels).numpy()
@@ -235,6 +255,13 @@ class Embedder:
                 self.store.write_meta(name, {"logit_scale": scoring.logit_scale, "logit_bias": scoring.logit_bias})
             return scoring
         return Scoring(meta["logit_scale"], meta["logit_bias"])
+
+
+def _worker_embedder(model: tuple, store_root: str, settings: dict, misses: int) -> Embedder:
+    backend_type, spec, device = model
+    embedder = Embedder(backend_type(spec, device), store=store_root, use_cache=False, workers=0, **settings)
+    embedder.before_compute(misses)  # the same ONNX Runtime decision as the driver's
+    return embedder
 
 
 def _to_embeddings(results: list[ImageResult]) -> ImageEmbeddings:

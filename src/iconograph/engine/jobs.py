@@ -12,6 +12,9 @@ Per chunk of paths, in input order:
 5. yield one :class:`ImageResult` per path; unreadable files are error results, not crashes.
 
 A run killed at any point loses at most the unflushed results; the next run computes only those.
+
+With ``engine="ray"`` steps 3 and 4 run on a Ray cluster (:mod:`iconograph.engine.ray_engine`):
+the same decoding, the same batches and the same ``run_batch``, so the results are the same.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, Protocol
 from iconograph.engine.progress import progress_bar
 from iconograph.engine.store import KeyedCache, RecordCache, Store
 from iconograph.reading.decode import DecodeError, content_hash, decode_bytes, one_line, read_bytes
+from iconograph.errors import OptionError
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,14 @@ class ImageJobRunner:
         max_pixels: int | None = None,
         progress: bool | None = None,
         description: str = "processing images",
+        engine: str | None = None,
+        ray_address: str | None = None,
+        actors: int | None = None,
     ):
+        from iconograph.engine.ray_engine import RaySettings, resolve_engine
+
+        self.engine = resolve_engine(engine)
+        self.ray = RaySettings(ray_address, actors)
         self.job = job
         if cache is None and use_cache:
             cache = RecordCache(store if isinstance(store, Store) else Store(store), job.cache_name)
@@ -108,6 +119,9 @@ class ImageJobRunner:
     def run_chunks(self, paths: Iterable[str]) -> Iterator[list[ImageResult]]:
         """Results chunk by chunk, in input order, so a million paths never sit in memory."""
         paths = [str(p) for p in paths]
+        if self.engine == "ray":
+            yield from self._run_chunks_ray(paths)
+            return
         with progress_bar(len(paths), self.description, self.progress) as advance:
             for start in range(0, len(paths), self.chunk_size):
                 chunk = self._run_chunk(paths[start : start + self.chunk_size], advance)
@@ -182,6 +196,115 @@ class ImageJobRunner:
         if hasattr(self.job, "item_key"):
             return self.job.run_batch(pixels, sizes, keys)
         return self.job.run_batch(pixels, sizes)
+
+    def _run_chunks_ray(self, paths: list[str]) -> Iterator[list[ImageResult]]:
+        """:meth:`run_chunks` with the misses of every chunk computed in one Ray Data pipeline.
+
+        Chunks are planned as the local engine plans them (hash, look up, one job per distinct
+        new file, batches of ``batch_size`` jobs); a file seen in an earlier chunk counts as
+        cached, as it would be locally after that chunk's flush (without a cache it is computed
+        again, as locally). Results stream back in order and each chunk is yielded once complete.
+        """
+        from iconograph.engine.ray_engine import run_pipeline
+
+        if hasattr(self.job, "item_key"):
+            raise OptionError(
+                "--engine ray runs jobs cached by content only; this job keys its cache per image prompts"
+            )
+        with progress_bar(len(paths), self.description, self.progress) as advance:
+            chunks, rows, jobs, first_misses = self._plan_ray(paths, advance)
+            if rows and hasattr(self.job, "before_compute"):
+                self.job.before_compute(first_misses)
+            rows_left = [0] * len(chunks)
+            for row in rows:
+                rows_left[jobs[row[0][0]][0]] += 1
+            pending_keys: list[str] = []
+            pending_values: list = []
+            done = 0
+            results = (
+                run_pipeline(
+                    rows,
+                    self.job,
+                    self.ray,
+                    max_pixels=self.max_pixels,
+                    min_size=self.job.decode_min_size() if hasattr(self.job, "decode_min_size") else None,
+                )
+                if rows
+                else iter(())
+            )
+            try:
+                while done < len(chunks):
+                    if rows_left[done] == 0:
+                        self._flush(pending_keys, pending_values)
+                        chunk = chunks[done]
+                        done += 1
+                        self.stats.failed += sum(e is not None for e in chunk["errors"])
+                        yield [
+                            ImageResult(*f)
+                            for f in zip(*(chunk[k] for k in ("paths", "values", "errors", "cached", "hashes")))
+                        ]
+                        continue
+                    _, positions, hashes, values, errors = next(results)
+                    for position, digest, value, error in zip(positions, hashes, values, errors):
+                        chunk_index, ids, later = jobs[position]
+                        chunk = chunks[chunk_index]
+                        for i in ids:
+                            chunk["values"][i], chunk["errors"][i] = value, error
+                        for other, i in later:  # the same file in later chunks: "cached" there
+                            chunks[other]["values"][i], chunks[other]["errors"][i] = value, error
+                            if error is not None:  # locally a failure is not cached: computed again
+                                chunks[other]["cached"][i] = False
+                                self.stats.cached -= 1
+                        if error is None:
+                            pending_keys.append(digest)
+                            pending_values.append(value)
+                            self.stats.computed += 1
+                        advance(len(ids) + len(later))
+                    rows_left[chunk_index] -= 1
+                    if len(pending_keys) >= self.flush_every:
+                        self._flush(pending_keys, pending_values)
+            finally:
+                self._flush(pending_keys, pending_values)
+        if self.cache is not None:
+            self.cache.compact()
+
+    def _plan_ray(self, paths: list[str], advance):
+        """Per chunk its lists (paths, values, errors, cached, hashes); the batches to compute, as
+        (job number, path) lists; per job number (chunk, positions, later (chunk, position)s)."""
+        chunks: list[dict] = []
+        rows: list[list[tuple[int, str]]] = []
+        jobs: list[tuple[int, list[int], list[tuple[int, int]]]] = []
+        first_job: dict[str, int] = {}  # with a cache: content hash -> the job computing it
+        first_misses = 0
+        for start in range(0, len(paths), self.chunk_size):
+            chunk_paths = paths[start : start + self.chunk_size]
+            hashes, errors = hash_files(chunk_paths)
+            known = self.cache.lookup([h for h in hashes if h]) if self.cache is not None else {}
+            values = [known.get(h) if h else None for h in hashes]
+            cached = [h in known for h in hashes]
+            todo: dict[str, list[int]] = {}
+            for i, (h, is_cached) in enumerate(zip(hashes, cached)):
+                if not h or is_cached:
+                    continue
+                if h in first_job:
+                    jobs[first_job[h]][2].append((len(chunks), i))
+                    cached[i] = True
+                else:
+                    todo.setdefault(h, []).append(i)
+            self.stats.cached += sum(cached)
+            advance(sum(c and h in known for c, h in zip(cached, hashes)) + sum(e is not None for e in errors))
+            new_jobs = []
+            for h, ids in todo.items():
+                if self.cache is not None:
+                    first_job[h] = len(jobs)
+                new_jobs.append((len(jobs), chunk_paths[ids[0]]))
+                jobs.append((len(chunks), ids, []))
+            first_misses = first_misses or len(new_jobs)
+            rows.extend(new_jobs[i : i + self.batch_size] for i in range(0, len(new_jobs), self.batch_size))
+            chunks.append(
+                {"paths": chunk_paths, "values": values, "errors": errors, "cached": cached, "hashes": hashes}
+            )
+        return chunks, rows, jobs, first_misses
 
     def _flush(self, keys: list[str], values: list) -> None:
         if self.cache is not None and keys:

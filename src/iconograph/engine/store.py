@@ -1,4 +1,11 @@
-"""The embedded store: LanceDB tables on local disk plus small JSON metadata files.
+"""The embedded store: LanceDB tables on local disk or object storage, plus small metadata files.
+
+A store is a local folder or an object-storage URI (``s3://bucket/prefix``, ``gs://``, ``az://``):
+Lance reads and writes both, with the endpoint, region and credentials taken from the usual
+environment variables (``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``,
+``AWS_ALLOW_HTTP=true`` for a plain-HTTP endpoint ...) or given as ``storage_options``. On object
+storage the metadata files are one-row Lance tables too, and what only concerns this machine
+(write locks, ONNX exports, thumbnails) stays in a local folder named after the URI.
 
 Lance appends are versioned: a write becomes visible all at once when its manifest is committed,
 so a process killed mid-write leaves the previous version intact (orphaned data files are
@@ -26,22 +33,52 @@ from iconograph.engine.files import atomic_write_text, user_cache_dir
 COMPACT_AFTER_FRAGMENTS = 64
 
 
-def default_store_path() -> Path:
-    return Path(os.environ.get("ICONOGRAPH_STORE") or user_cache_dir() / "store")
+def default_store_path() -> str | Path:
+    location = os.environ.get("ICONOGRAPH_STORE")
+    if location and is_uri(location):
+        return location
+    return Path(location or user_cache_dir() / "store")
+
+
+def is_uri(location: str | os.PathLike) -> bool:
+    """An object-storage (or other) URI such as ``s3://bucket/prefix`` rather than a local path."""
+    return "://" in str(location)
 
 
 class Store:
-    """A folder holding every table iconograph keeps (``--store DIR``; default ``~/.cache/iconograph/store``)."""
+    """Every table iconograph keeps (``--store DIR|URI``; default ``~/.cache/iconograph/store``).
 
-    def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root) if root else default_store_path()
+    ``storage_options`` go to Lance for an object-storage URI (``aws_endpoint``, ``region``,
+    ``allow_http`` ...; see Lance's object-store configuration); the environment supplies the rest.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, storage_options: dict[str, str] | None = None):
+        location = root if root else default_store_path()
+        self.storage_options = dict(storage_options or {})
+        self.remote = is_uri(location)
+        if self.remote:
+            from iconograph.engine.fingerprint import digest
+
+            self.uri = str(location).rstrip("/")
+            self.root = user_cache_dir() / "remote-stores" / digest(self.uri)  # this machine's side of it
+        else:
+            self.root = Path(location)
+            self.uri = str(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
+
+    def lance_uri(self, name: str) -> str:
+        """Where the Lance table ``name`` lives (a path or a URI)."""
+        return f"{self.uri}/lance/{name}.lance"
+
+    def lance_options(self) -> dict:
+        """Keywords for ``lance.dataset`` / ``lance.write_dataset``."""
+        return {"storage_options": self.storage_options} if self.storage_options else {}
 
     @cached_property
     def db(self):
         import lancedb
 
-        return lancedb.connect(str(self.root / "lance"))
+        return lancedb.connect(f"{self.uri}/lance", storage_options=self.storage_options or None)
 
     def open_table(self, name: str):
         """The named table, or None when it does not exist yet."""
@@ -66,16 +103,35 @@ class Store:
         return RecordCache(self, name)
 
     def read_meta(self, name: str) -> dict | None:
+        if self.remote:
+            return self._read_remote_meta(name)
         try:
             return json.loads((self.root / "meta" / f"{name}.json").read_text())
         except (OSError, ValueError):
             return None
 
     def write_meta(self, name: str, value: dict) -> None:
-        atomic_write_text(self.root / "meta" / f"{name}.json", json.dumps(value, indent=1))
+        text = json.dumps(value, indent=1)
+        if self.remote:
+            import lance
+
+            # Object storage has no rename; a Lance overwrite is one atomic commit just the same.
+            table = pa.table({"json": pa.array([text], pa.string())})
+            lance.write_dataset(table, f"{self.uri}/meta/{name}.lance", mode="overwrite", **self.lance_options())
+        else:
+            atomic_write_text(self.root / "meta" / f"{name}.json", text)
+
+    def _read_remote_meta(self, name: str) -> dict | None:
+        import lance
+
+        try:
+            table = lance.dataset(f"{self.uri}/meta/{name}.lance", **self.lance_options()).to_table()
+            return json.loads(table.column("json")[0].as_py())
+        except (OSError, ValueError, IndexError):
+            return None
 
     def __repr__(self) -> str:
-        return f"Store({str(self.root)!r})"
+        return f"Store({self.uri!r})"
 
 
 class KeyedCache:
@@ -93,7 +149,7 @@ class KeyedCache:
     def __init__(self, store: Store, name: str):
         self.store = store
         self.name = name
-        self.uri = store.root / "lance" / f"{name}.lance"
+        self.uri = store.lance_uri(name)
         self._offsets: dict[str, int] | None = None
         self._known_keys: set[str] = set()  # keys seen in ``_seen_fragments``, for add()
         self._seen_fragments: set[int] = set()
@@ -109,7 +165,12 @@ class KeyedCache:
         """The latest committed version, or None before the first write."""
         import lance
 
-        return lance.dataset(str(self.uri)) if (self.uri / "_versions").is_dir() else None
+        if not self.store.remote:
+            return lance.dataset(self.uri) if (Path(self.uri) / "_versions").is_dir() else None
+        try:
+            return lance.dataset(self.uri, **self.store.lance_options())
+        except ValueError:  # "Dataset at path ... was not found"
+            return None
 
     def _load_offsets(self, dataset) -> dict[str, int]:
         offsets: dict[str, int] = {}
@@ -153,15 +214,18 @@ class KeyedCache:
             if not keys:
                 return 0
             batch = pa.table({"key": pa.array(list(keys), pa.string()), self.value_column: self.encode(values)})
-            lance.write_dataset(batch, str(self.uri), mode="create" if dataset is None else "append")
+            lance.write_dataset(
+                batch, self.uri, mode="create" if dataset is None else "append", **self.store.lance_options()
+            )
             return len(keys)
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
         """An exclusive lock shared by every process on this machine that writes this table.
 
-        fcntl locks do not reach other machines: a store shared over a network file system or
-        object storage needs the writers to be one process (or deduplication at compaction).
+        fcntl locks do not reach other machines (for object storage the lock file is in this
+        machine's folder for the store): two machines writing one table at once may both append a
+        key; lookups then take its first row, so results stay right and only space is lost.
         """
         lock_path = self.store.root / "locks" / f"{self.name}.lock"
         lock_path.parent.mkdir(parents=True, exist_ok=True)

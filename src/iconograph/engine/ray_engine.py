@@ -1,0 +1,211 @@
+"""The same per-image jobs on a Ray cluster (``--engine ray``): a Ray Data pipeline.
+
+The driver does what the local runner does before computing: it reads and hashes every file and
+looks the hashes up in the job's cache (so a re-run computes only what is missing). The misses
+then flow through one Ray Data pipeline::
+
+    one row per model batch -> decode + preprocess (CPU tasks) -> the model (an actor pool,
+    ``map_batches`` with a callable class, one job replica per actor) -> the driver
+
+and the driver appends the results to the cache as they arrive and yields them chunk by chunk in
+input order. Every step is the local engine's own code: decoding and preprocessing are
+:class:`~iconograph.engine.jobs.DecodeDataset` and :func:`~iconograph.engine.jobs.collate`, the
+model step is the job's ``run_batch``. The batches are the ones the local engine forms (the same
+images, in the same groups), so the numbers are the same: a model's output for one image can
+depend on which others share its batch.
+
+A job reaches the actors as a recipe (``job.for_worker()``), or as a copy without its loaded
+weights, which each actor loads again from the same model folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import pickle
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from iconograph.errors import OptionError
+
+ENGINES = ("local", "ray")
+DECODE_TASK_MEMORY = 256 * 2**20
+
+
+def resolve_engine(engine: str | None) -> str:
+    """``engine``, else ``$ICONOGRAPH_ENGINE``, else ``local``; one of :data:`ENGINES`."""
+    chosen = engine or os.environ.get("ICONOGRAPH_ENGINE") or "local"
+    if chosen not in ENGINES:
+        raise OptionError(f"--engine must be one of {', '.join(ENGINES)}, not {chosen!r}")
+    if chosen == "ray":
+        try:
+            import ray.data  # noqa: F401
+        except ImportError:
+            raise OptionError("--engine ray needs Ray Data: pip install 'iconograph[ray]'") from None
+    return chosen
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """Where and how wide: ``address`` as ``ray.init`` takes it (None: ``$RAY_ADDRESS`` or a new
+    local cluster; ``auto``: the running one), ``actors`` model replicas (None: one per GPU, or one
+    per 4 CPUs of the cluster)."""
+
+    address: str | None = None
+    actors: int | None = None
+
+    def __post_init__(self):
+        if self.actors is not None and self.actors < 1:
+            raise OptionError(f"--actors must be at least 1, not {self.actors}")
+
+
+def connect(address: str | None = None) -> None:
+    """Join (or start) the Ray cluster once per process."""
+    import logging
+
+    import ray
+
+    # iconograph's own progress bar and summary line report the run; Ray Data's INFO lines and
+    # its note that its bars are off would only bury them.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    if ray.is_initialized():
+        return
+    # Ray Data 2.60 logs one harmless "E ... core_worker.cc: Actor ... has constructor arguments
+    # in the object store" line per actor pool (ray-project/ray#57733); it is left as it is.
+    ray.init(
+        address=address,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
+        configure_logging=True,
+        ignore_reinit_error=True,
+    )
+
+
+def pool_shape(actors: int | None) -> tuple[int, float, float]:
+    """(actors, CPUs per actor, GPUs per actor) for this cluster.
+
+    With GPUs, one actor per GPU. On CPUs the actors share half of the cluster's CPUs and the
+    decoding tasks get the other half: actors that reserve every CPU starve the decoding tasks
+    and the pipeline stops.
+    """
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    cpus = float(resources.get("CPU", 1))
+    if gpus:
+        return actors or gpus, 1.0, 1.0
+    actors = actors or max(1, int(cpus // 4))
+    return actors, max(0.25, cpus / 2 / actors), 0.0
+
+
+def worker_factory(job) -> Callable[[], Any]:
+    """A picklable zero-argument callable that builds ``job`` again in a worker process."""
+    if hasattr(job, "for_worker"):
+        return job.for_worker()
+    return functools.partial(_identity, without_weights(job))
+
+
+def _identity(value):
+    return value
+
+
+def without_weights(job):
+    """A shallow copy of ``job`` without the loaded networks it caches (``cached_property``
+    values that are torch modules): they are loaded again, lazily, where the copy runs."""
+    import torch
+
+    clone = copy.copy(job)
+    for name, value in list(vars(clone).items()):
+        if isinstance(value, torch.nn.Module):
+            delattr(clone, name)
+    return clone
+
+
+# ---- the pipeline steps -------------------------------------------------------------------
+
+
+def decode_row(row: dict, preprocess, max_pixels, min_size) -> dict:
+    """One model batch: read, decode and preprocess its files as the local engine's workers do."""
+    import torch
+
+    from iconograph.engine.jobs import DecodeDataset, collate
+
+    torch.set_num_threads(1)  # as the local decoding workers: the model has the cores
+    dataset = DecodeDataset(row["paths"], preprocess, max_pixels, min_size)
+    batch = collate([dataset[i] for i in range(len(dataset))])
+    batch.positions = [int(p) for p in row["positions"]]
+    return {"row": row["row"], "batch": pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)}
+
+
+class ModelActor:
+    """One job replica; runs ``run_batch`` on each decoded batch (Ray Data calls it with batches
+    of one row, one row being one model batch)."""
+
+    def __init__(self, factory: Callable[[], Any], threads: int):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.job = factory()
+
+    def __call__(self, rows: dict) -> dict:
+        results = []
+        for payload in rows["batch"]:
+            batch = pickle.loads(payload)
+            valid_sizes = [s for s, e in zip(batch.sizes, batch.errors) if e is None]
+            outputs = iter(self.job.run_batch(batch.pixels, valid_sizes) if valid_sizes else [])
+            values = [next(outputs) if error is None else None for error in batch.errors]
+            results.append(
+                pickle.dumps((batch.positions, batch.hashes, values, batch.errors), protocol=pickle.HIGHEST_PROTOCOL)
+            )
+        return {"row": rows["row"], "result": results}
+
+
+def run_pipeline(
+    batches: list[list[tuple[int, str]]],
+    job,
+    settings: RaySettings,
+    *,
+    max_pixels: int | None,
+    min_size: int | None,
+) -> Iterator[tuple[int, list[int], list[str | None], list, list[str | None]]]:
+    """Run ``batches`` (each a list of (position, path)) through decode tasks and the model
+    actors; yields (row, positions, hashes, values, errors) per batch, in the order of ``batches``."""
+    import ray
+    import ray.data
+
+    connect(settings.address)
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # results stream back in input order
+    context.enable_progress_bars = False  # the runner's bar counts the images
+    actors, cpus, gpus = pool_shape(settings.actors)
+    rows = [
+        {"row": i, "positions": [p for p, _ in batch], "paths": [path for _, path in batch]}
+        for i, batch in enumerate(batches)
+    ]
+    dataset = (
+        ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
+        .map(
+            decode_row,
+            fn_kwargs={"preprocess": job.make_preprocess(), "max_pixels": max_pixels, "min_size": min_size},
+            num_cpus=1,
+            # A decode task's working set (one batch of decoded images). Declaring it also keeps
+            # Ray Data from fusing the decoding into the model actors, which it does to steps
+            # with equal resource requests: decoding belongs in tasks on any CPU of the cluster.
+            memory=DECODE_TASK_MEMORY,
+        )
+        .map_batches(
+            ModelActor,
+            fn_constructor_args=(worker_factory(job), max(1, int(cpus))),
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=cpus,
+            num_gpus=gpus,
+        )
+    )
+    for row in dataset.iter_rows():
+        positions, hashes, values, errors = pickle.loads(row["result"])
+        yield row["row"], positions, hashes, values, errors
