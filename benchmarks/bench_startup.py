@@ -12,7 +12,10 @@ summed by top-level package (self time, the top ``--top`` packages and the total
 the heavy libraries (torch, transformers, lancedb, ...) the process imported. The load average is
 printed beside the figures: the machine is shared.
 
-    python benchmarks/bench_startup.py [--images 300] [--repeats 5] [--top 12]
+    python benchmarks/bench_startup.py [--images 300] [--repeats 5] [--top 12] [--src DIR]
+
+``--src DIR`` measures another source tree (e.g. ``git archive`` of an older commit unpacked in
+/tmp), so that before and after can be measured in one session under the same load.
 """
 
 from __future__ import annotations
@@ -30,8 +33,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT / ".." / "shared" / "data").resolve()
 WORK = ROOT / ".bench" / "startup"
-HEAVY = ("torch", "torchvision", "transformers", "lancedb", "lance", "pyarrow", "sklearn", "scipy",
-         "open_clip", "timm", "onnxruntime", "pandas", "huggingface_hub")
+HEAVY = (
+    "torch",
+    "torchvision",
+    "transformers",
+    "lancedb",
+    "lance",
+    "pyarrow",
+    "sklearn",
+    "scipy",
+    "open_clip",
+    "timm",
+    "onnxruntime",
+    "pandas",
+    "huggingface_hub",
+)
 LABELS = "airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck"
 
 
@@ -46,7 +62,9 @@ def setup(images: int) -> tuple[Path, Path]:
     if not folder.exists():
         classes = LABELS.split(",")
         per_class = -(-images // len(classes))
-        for n, path in enumerate(p for c in classes for p in sorted((DATA / "cifar10" / "test" / c).glob("*.jpg"))[:per_class]):
+        for n, path in enumerate(
+            p for c in classes for p in sorted((DATA / "cifar10" / "test" / c).glob("*.jpg"))[:per_class]
+        ):
             if n >= images:
                 break
             target = folder / path.parent.name / path.name
@@ -55,13 +73,16 @@ def setup(images: int) -> tuple[Path, Path]:
     return model, folder
 
 
+SRC = ROOT / "src"
+
+
 def env() -> dict:
     return {
         **os.environ,
         "ICONOGRAPH_HOME": str(WORK / "home"),
         "ICONOGRAPH_STORE": str(WORK / "store"),
         "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(ROOT / "src"),
+        "PYTHONPATH": str(SRC),
     }
 
 
@@ -94,13 +115,28 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--src", type=Path, help="the source tree to measure (default: this one)")
     args = parser.parse_args()
+    global SRC
+    SRC = (args.src or SRC).resolve()
+    print(f"source tree: {SRC}")
 
     model, folder = setup(args.images)
     out = WORK / "preds.jsonl"
     shutil.rmtree(WORK / "store", ignore_errors=True)
-    classify = ["-m", "iconograph", "classify", str(folder), "--labels", LABELS, "--model", str(model),
-                "--out", str(out), "--no-progress"]
+    classify = [
+        "-m",
+        "iconograph",
+        "classify",
+        str(folder),
+        "--labels",
+        LABELS,
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     fill, stderr = run(classify)  # fills the cache: the commands below are the cached re-runs
     print(f"first (uncached) classify: {fill:.2f} s; {stderr.strip().splitlines()[-1]}")
     commands = {
@@ -116,9 +152,11 @@ def main() -> None:
         times = [run(command)[0] for _ in range(args.repeats)]
         per_package, total, modules = import_table(run(command, importtime=True)[1])
         heavy = [h for h in HEAVY if h in modules]
-        print(f"== {name}: wall {statistics.median(times):.3f} s (median of {args.repeats}, "
-              f"min {min(times):.3f}); imports {total:.3f} s self time in total; "
-              f"load {os.getloadavg()[0]:.2f}")
+        print(
+            f"== {name}: wall {statistics.median(times):.3f} s (median of {args.repeats}, "
+            f"min {min(times):.3f}); imports {total:.3f} s self time in total; "
+            f"load {os.getloadavg()[0]:.2f}"
+        )
         print(f"   heavy libraries imported: {', '.join(heavy) or 'none'}")
         for package, seconds in sorted(per_package.items(), key=lambda kv: -kv[1])[: args.top]:
             print(f"   {seconds:7.3f} s  {package}")

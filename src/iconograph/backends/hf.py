@@ -85,7 +85,9 @@ class HFModel:
         transformers, torchvision and torch, so it is remembered under their digest and versions:
         a fully cached run then needs neither transformers nor torch (seconds of imports).
         """
-        key = digest("processor-class", role, self.fingerprint, installed_versions("transformers", "torchvision", "torch"))
+        key = digest(
+            "processor-class", role, self.fingerprint, installed_versions("transformers", "torchvision", "torch")
+        )
         return remembered(key, find, memo="processor-classes.json")
 
     def load(self, auto_class: str, device: str):
