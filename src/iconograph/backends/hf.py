@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 from iconograph.backends.base import Backend, ModelNotFoundError, Scoring
-from iconograph.engine.fingerprint import digest, directory_digest, env_flag
+from iconograph.engine.fingerprint import digest, directory_digest, env_flag, installed_versions, remembered
 
 PREPROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 FOLDER_HINT = "pass a local folder with --model DIR (a save_pretrained directory)"
@@ -76,6 +76,19 @@ class HFModel:
             if (self.directory / name).is_file()
         ]
         return digest("hf-image-processor", configs, implementation)
+
+    def processor_class_name(self, role: str, find: Callable[[], str]) -> str:
+        """The name of the processor class transformers picks for this folder's ``role`` (fast and
+        slow image processors give slightly different pixels), as ``find()`` gives it once.
+
+        Which class ``AutoImageProcessor`` picks is fixed by the folder's files and the installed
+        transformers, torchvision and torch, so it is remembered under their digest and versions:
+        a fully cached run then needs neither transformers nor torch (seconds of imports).
+        """
+        key = digest(
+            "processor-class", role, self.fingerprint, installed_versions("transformers", "torchvision", "torch")
+        )
+        return remembered(key, find, memo="processor-classes.json")
 
     def load(self, auto_class: str, device: str):
         """The network through ``transformers.<auto_class>``: float32, on ``device``, in eval mode."""
@@ -143,7 +156,8 @@ class HFBackend(Backend):
     def preprocess_fingerprint(self) -> str:
         # The class transformers actually picked (fast/torchvision or slow/PIL processors give
         # slightly different pixels), as the detector and captioner record it.
-        return self.hf.preprocess_fingerprint(type(self.image_processor).__name__)
+        name = self.hf.processor_class_name("AutoImageProcessor", lambda: type(self.image_processor).__name__)
+        return self.hf.preprocess_fingerprint(name)
 
     @cached_property
     def image_processor(self):

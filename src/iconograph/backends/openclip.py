@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 from iconograph.backends.base import Backend, ModelNotFoundError, Scoring
-from iconograph.engine.fingerprint import digest, directory_digest, file_digest
+from iconograph.engine.fingerprint import digest, directory_digest, file_digest, installed_versions
 
 PREFIX = "open_clip:"
 CONFIG_NAME = "open_clip_config.json"
@@ -63,13 +63,13 @@ class OpenClipBackend(Backend):
 
     @cached_property
     def preprocess_fingerprint(self) -> str:
-        import open_clip
-
+        # open_clip's version without importing it (and torch): a fully cached run loads neither
+        version = installed_versions("open_clip_torch")["open_clip_torch"]
         if self.directory:
             config = json.loads((self.directory / CONFIG_NAME).read_text())
             vision = config.get("model_cfg", {}).get("vision_cfg", {})
-            return digest("open_clip", open_clip.__version__, config.get("preprocess_cfg"), vision.get("image_size"))
-        return digest("open_clip", open_clip.__version__, self.model_name, self.pretrained)
+            return digest("open_clip", version, config.get("preprocess_cfg"), vision.get("image_size"))
+        return digest("open_clip", version, self.model_name, self.pretrained)
 
     @cached_property
     def _loaded(self):

@@ -103,10 +103,12 @@ def run_classify(
 
 
 def _prepare(sources, labels, labels_file, threshold, model, embedder, embedder_options, **zero_shot_settings):
-    """Options checked before anything is loaded; then the items, the prepared classifier and the embedder."""
+    """Options checked before anything is loaded; then the image paths, the prepared classifier and the embedder."""
     names = choose_labels(labels, labels_file)
     thresholds = parse_threshold(threshold)
-    items = read_collection(sources)
+    # Only the paths are kept: an Item (with its metadata dict) per image would be memory that
+    # grows with the collection for nothing (issue 10: flat memory; benchmarks/bench_memory.py).
+    items = [item.path for item in read_collection(sources)]
     embedder = embedder or Embedder(model, **embedder_options)
     classifier = ZeroShotClassifier(names, threshold=thresholds, **zero_shot_settings).prepare(embedder)
     return items, classifier, embedder

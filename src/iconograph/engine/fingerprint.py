@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from iconograph.engine.files import atomic_write_text, user_cache_dir
@@ -39,11 +40,43 @@ def file_digest(path: str | Path) -> str:
         while chunk := handle.read(8 << 20):
             hasher.update(chunk)
     value = hasher.hexdigest()
-    with _lock:
-        memo = _load_memo()
-        memo[memo_key] = value
-        atomic_write_text(_memo_path(), json.dumps(memo))
+    _remember(memo_key, value)
     return value
+
+
+def remembered(key: str, compute: Callable[[], str], memo: str = "file-digests.json") -> str:
+    """``compute()``, remembered under ``key`` in a small JSON file in the user cache folder.
+
+    For facts that are slow to find out and fixed by what ``key`` names (a file's digest by its
+    path, size and times; the image processor class transformers picks for a model folder by the
+    folder's digest and the installed versions).
+    """
+    known = _load_memo(memo)
+    if key in known:
+        return known[key]
+    value = compute()
+    _remember(key, value, memo)
+    return value
+
+
+def installed_versions(*distributions: str) -> dict[str, str | None]:
+    """The installed version of each distribution (None when absent), read without importing it."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for name in distributions:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _remember(key: str, value: str, memo: str = "file-digests.json") -> None:
+    with _lock:
+        known = _load_memo(memo)
+        known[key] = value
+        atomic_write_text(_memo_path(memo), json.dumps(known))
 
 
 def directory_digest(directory: str | Path) -> str:
@@ -57,13 +90,13 @@ def directory_digest(directory: str | Path) -> str:
     return digest(FINGERPRINT_VERSION, entries)
 
 
-def _memo_path() -> Path:
-    return user_cache_dir() / "file-digests.json"
+def _memo_path(memo: str = "file-digests.json") -> Path:
+    return user_cache_dir() / memo
 
 
-def _load_memo() -> dict:
+def _load_memo(memo: str = "file-digests.json") -> dict:
     try:
-        return json.loads(_memo_path().read_text())
+        return json.loads(_memo_path(memo).read_text())
     except (OSError, ValueError):
         return {}
 

@@ -28,8 +28,8 @@ from typing import Any, Protocol
 
 from iconograph.engine.progress import progress_bar
 from iconograph.engine.store import KeyedCache, RecordCache, Store
-from iconograph.reading.decode import DecodeError, content_hash, decode_bytes, one_line, read_bytes
 from iconograph.errors import OptionError
+from iconograph.reading.decode import DecodeError, content_hash, decode_bytes, one_line, read_bytes
 
 
 @dataclass(frozen=True)
