@@ -88,7 +88,7 @@ def audit(
     *,
     out: str | os.PathLike | None = None,
     report: bool = True,
-    rotations: bool = False,
+    rotations: bool = True,
     tiers: str | Sequence[str] = TIERS,
     phash_distance: int = PHASH_DISTANCE,
     near_similarity: float = NEAR_SIMILARITY,

@@ -56,8 +56,11 @@ def audit(
     model: ModelOpt = DEFAULT_MODEL,
     rotations: Annotated[
         bool,
-        typer.Option("--rotations", help="Perceptual duplicates also when rotated 90/180/270 degrees or mirrored."),
-    ] = False,
+        typer.Option(
+            "--rotations/--no-rotations",
+            help="Perceptual duplicates also when rotated 90/180/270 degrees or mirrored (default on; off is faster).",
+        ),
+    ] = True,
     tiers: Annotated[
         str,
         typer.Option(
