@@ -66,3 +66,43 @@ def test_concurrent_processes_store_each_key_once(tmp_path):
     assert [p.wait(timeout=300) for p in processes] == [0, 0, 0, 0]
     table_keys = Store(tmp_path).db.open_table("image_race").to_arrow().column("key").to_pylist()
     assert sorted(table_keys) == sorted(f"k{i}" for i in range(60))
+
+
+def test_key_index_follows_appends_and_compaction_in_one_cache_object(tmp_path):
+    """One cache object looks up, appends and compacts: the index stays right across all three."""
+    cache = Store(tmp_path).embedding_cache("image_index")
+    for i in range(COMPACT_AFTER_FRAGMENTS + 1):
+        cache.add([f"k{i}"], np.full((1, 2), i, np.float32))
+        assert (cache.lookup([f"k{i}"])[f"k{i}"] == i).all()
+    cache.compact()
+    cache.add(["k0", "late"], np.array([[-1, -1], [7, 7]], np.float32))  # k0 is kept, not replaced
+    found = cache.lookup(["late", "k0", f"k{COMPACT_AFTER_FRAGMENTS}", "absent"])
+    assert sorted(found) == sorted(["late", "k0", f"k{COMPACT_AFTER_FRAGMENTS}"])
+    assert (found["k0"] == 0).all() and (found["late"] == 7).all()
+    assert cache.count() == COMPACT_AFTER_FRAGMENTS + 2
+
+
+def test_colliding_key_hashes_never_give_another_keys_value(tmp_path, monkeypatch):
+    """Every key hashed to one value: the index only nominates rows, the stored key decides."""
+    import iconograph.engine.store as store_module
+
+    monkeypatch.setattr(
+        store_module, "key_hashes", lambda keys: np.zeros(len(keys), np.int64)
+    )
+    cache = Store(tmp_path).record_cache("collide")
+    cache.add(["a", "b"], [{"v": "a"}, {"v": "b"}])
+    cache.add(["b", "c"], [{"v": "b2"}, {"v": "c"}])
+    assert cache.lookup(["c", "a", "zz"]) == {"a": {"v": "a"}, "c": {"v": "c"}}
+    assert cache.lookup(["b"]) == {"b": {"v": "b"}}
+    assert cache.count() == 3
+
+
+def test_key_index_costs_sixteen_bytes_a_row(tmp_path):
+    """The memory of a cached run's key lookup is two int64 arrays, not a dict of strings."""
+    cache = Store(tmp_path).embedding_cache("image_many")
+    keys = [f"{i:064x}" for i in range(20_000)]
+    cache.add(keys, np.zeros((len(keys), 2), np.float32))
+    fresh = Store(tmp_path).embedding_cache("image_many")
+    assert len(fresh.lookup(keys[::997])) == len(keys[::997])
+    index = fresh._index
+    assert index.hashes.nbytes + index.offsets.nbytes == 16 * len(keys)

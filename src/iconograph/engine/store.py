@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import threading
@@ -150,9 +151,7 @@ class KeyedCache:
         self.store = store
         self.name = name
         self.uri = store.lance_uri(name)
-        self._offsets: dict[str, int] | None = None
-        self._known_keys: set[str] = set()  # keys seen in ``_seen_fragments``, for add()
-        self._seen_fragments: set[int] = set()
+        self._index = KeyIndex()
         self._lock = threading.Lock()
 
     def encode(self, values: Sequence) -> pa.Array:
@@ -172,26 +171,22 @@ class KeyedCache:
         except ValueError:  # "Dataset at path ... was not found"
             return None
 
-    def _load_offsets(self, dataset) -> dict[str, int]:
-        offsets: dict[str, int] = {}
-        for offset, key in enumerate(dataset.to_table(columns=["key"]).column("key").to_pylist()):
-            offsets.setdefault(key, offset)  # duplicates from concurrent writers: the first wins
-        return offsets
-
     def lookup(self, keys: Sequence[str]) -> dict:
         """The cached values for those of ``keys`` that are present."""
         dataset = self.dataset() if keys else None
         if dataset is None:
             return {}
         with self._lock:
-            if self._offsets is None:
-                self._offsets = self._load_offsets(dataset)
-            wanted = sorted({self._offsets[k] for k in keys if k in self._offsets})
+            self._index.refresh(dataset)
+            wanted = self._index.candidates(keys)
         found: dict = {}
+        asked = set(keys)
         for start in range(0, len(wanted), 8192):
-            rows = dataset.take(wanted[start : start + 8192], columns=["key", self.value_column])
+            rows = dataset.take(wanted[start : start + 8192].tolist(), columns=["key", self.value_column])
             column = rows.column(self.value_column).combine_chunks()
-            found.update(zip(rows.column("key").to_pylist(), self.decode(column)))
+            for key, value in zip(rows.column("key").to_pylist(), self.decode(column)):
+                if key in asked:  # a 64-bit hash match is confirmed against the stored key
+                    found.setdefault(key, value)  # duplicates from concurrent writers: the first wins
         return found
 
     def add(self, keys: Sequence[str], values: Sequence) -> int:
@@ -206,9 +201,8 @@ class KeyedCache:
         if not len(keys):
             return 0
         with self._lock, self._file_lock():
-            self._offsets = None
             dataset = self.dataset()
-            keep = _first_new(keys, self._present_keys(dataset))
+            keep = _first_new(keys, self._present(dataset, keys))
             if len(keep) < len(keys):
                 keys, values = [keys[i] for i in keep], [values[i] for i in keep]
             if not keys:
@@ -236,16 +230,17 @@ class KeyedCache:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _present_keys(self, dataset) -> set[str]:
-        """Every key in the table, read incrementally: only fragments not seen before are scanned."""
+    def _present(self, dataset, keys: Sequence[str]) -> set[str]:
+        """Those of ``keys`` that the table holds."""
         if dataset is None:
-            self._known_keys, self._seen_fragments = set(), set()
-            return self._known_keys
-        for fragment in dataset.get_fragments():
-            if fragment.fragment_id not in self._seen_fragments:
-                self._known_keys.update(fragment.to_table(columns=["key"]).column("key").to_pylist())
-                self._seen_fragments.add(fragment.fragment_id)
-        return self._known_keys
+            self._index = KeyIndex()
+            return set()
+        self._index.refresh(dataset)
+        wanted = self._index.candidates(keys)
+        if not len(wanted):
+            return set()
+        stored = dataset.take(wanted.tolist(), columns=["key"]).column("key").to_pylist()
+        return set(stored) & set(keys)
 
     def compact(self) -> None:
         """Merge the small fragments that many appends leave behind, and drop the files that only
@@ -258,6 +253,57 @@ class KeyedCache:
     def count(self) -> int:
         dataset = self.dataset()
         return 0 if dataset is None else dataset.count_rows()
+
+
+class KeyIndex:
+    """Where each key of a cache table is: 64-bit hashes of the keys, sorted, with their row offsets.
+
+    Written by hand because Lance's scalar indices must be rebuilt after appends, and a Python
+    dict of a million 64-character keys costs about 150 MB where these two arrays cost 16 bytes a
+    row, so a cached run's memory stays flat as the collection grows. Kept up to date incrementally
+    (only fragments appended since the last refresh are read; a compaction rebuilds it). A hash
+    match only nominates a row: callers confirm it against the stored key.
+    """
+
+    def __init__(self):
+        self.hashes = np.empty(0, np.int64)
+        self.offsets = np.empty(0, np.int64)
+        self.fragment_ids: list[int] = []
+        self.rows = 0
+
+    def refresh(self, dataset) -> None:
+        fragments = dataset.get_fragments()
+        ids = [fragment.fragment_id for fragment in fragments]
+        if ids[: len(self.fragment_ids)] != self.fragment_ids:
+            self.__init__()  # compacted: the rows moved
+        for fragment in fragments[len(self.fragment_ids) :]:
+            keys = fragment.to_table(columns=["key"]).column("key").to_pylist()
+            self._insert(key_hashes(keys), np.arange(self.rows, self.rows + len(keys), dtype=np.int64))
+            self.rows += len(keys)
+            self.fragment_ids.append(fragment.fragment_id)
+
+    def _insert(self, hashes: np.ndarray, offsets: np.ndarray) -> None:
+        order = np.argsort(hashes, kind="stable")
+        hashes, offsets = hashes[order], offsets[order]
+        at = np.searchsorted(self.hashes, hashes, side="right")
+        self.hashes = np.insert(self.hashes, at, hashes)
+        self.offsets = np.insert(self.offsets, at, offsets)
+
+    def candidates(self, keys: Sequence[str]) -> np.ndarray:
+        """Sorted row offsets whose key hash equals one of ``keys``' hashes."""
+        wanted = key_hashes(keys)
+        left = np.searchsorted(self.hashes, wanted, side="left")
+        right = np.searchsorted(self.hashes, wanted, side="right")
+        hits = [self.offsets[a:b] for a, b in zip(left, right) if b > a]
+        return np.unique(np.concatenate(hits)) if hits else np.empty(0, np.int64)
+
+
+def key_hashes(keys: Sequence[str]) -> np.ndarray:
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "little", signed=True) for k in keys),
+        np.int64,
+        count=len(keys),
+    )
 
 
 def _first_new(keys: Sequence[str], present: set[str]) -> list[int]:
