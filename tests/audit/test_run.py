@@ -62,9 +62,16 @@ def test_cli_writes_every_finding(planted, tiny_clip, tmp_path):
     ]
     for record in read_jsonl(out / "outliers.jsonl"):
         assert {"path", "reasons", "knn_distance", "neighbours", "sharpness"} <= set(record)
+    truth_labels = {row["path"]: row["labels"] for row in csv.DictReader(truth.open())}
     for record in read_jsonl(out / "label_issues.jsonl"):
-        assert set(record) == {"path", "label", "suggested", "quality"}
+        assert set(record) == {"path", "label", "suggested", "quality", "neighbours"}
         assert record["label"] in ("even", "odd")
+        assert 0 < len(record["neighbours"]) <= 3
+        for neighbour in record["neighbours"]:  # the evidence: labelled images and their truth
+            assert neighbour["path"] != record["path"]
+            assert neighbour["labels"] == [truth_labels[neighbour["path"]]]
+        similarities = [n["similarity"] for n in record["neighbours"]]
+        assert similarities == sorted(similarities, reverse=True)
     page = (out / "report.html").read_text()
     assert "data:image/jpeg;base64," in page and "Duplicate clusters" in page and "Suspect labels" in page
     second = run_cli(*args, "--workers", "0", check=True)  # everything from the cache now
@@ -83,6 +90,32 @@ def test_python_api_matches_and_skips_labels_without_truth(planted, tiny_clip, t
     assert read_jsonl(out / "duplicates.jsonl") == result.duplicates
     # With every tier, the random model's near tier chains the collection into one cluster.
     assert [r["tier"] for r in result.duplicates] == ["perceptual"] and result.duplicates[0]["size"] == len(paths) - 1
+
+
+def test_findings_as_csv_equal_the_jsonl(planted, tiny_clip, tmp_path):
+    folder, paths, _, truth = planted
+    result = ig.audit(folder, truth, str(tiny_clip), store=tmp_path / "store", workers=0, tiers="identical,perceptual")
+    jsonl, table = result.write(tmp_path / "j", report=False), result.write(tmp_path / "c", False, "csv")
+    assert sorted(p.name for p in table.iterdir()) == [
+        "duplicates.csv",
+        "failed.csv",
+        "label_issues.csv",
+        "outliers.csv",
+    ]
+    for kind in ("duplicates", "outliers", "label_issues", "failed"):
+        records = read_jsonl(jsonl / f"{kind}.jsonl")
+        rows = list(csv.DictReader((table / f"{kind}.csv").open(newline="")))
+        assert len(rows) == len(records)
+        for row, record in zip(rows, records):
+            assert list(row) == list(dict.fromkeys(k for r in records for k in r))
+            for key, value in record.items():
+                if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                    assert row[key].split("; ") == value
+                elif isinstance(value, (list, dict)):
+                    assert json.loads(row[key]) == value
+                else:
+                    assert row[key] == str(value)
+    assert run_cli("audit", folder, "--model", tiny_clip, "--out", tmp_path / "x", "--format", "xml").returncode == 2
 
 
 def test_user_mistakes(planted, tiny_clip, tmp_path):
@@ -150,7 +183,9 @@ def test_collection_audit_uses_stored_vectors_and_keeps_findings(planted, tiny_c
     assert findings["duplicates"] == duplicates
     assert findings["label_issues"] == read_jsonl(out / "label_issues.jsonl")
     # the same findings as auditing the folder with the same model
-    direct = ig.audit(folder, model=str(tiny_clip), store=store, workers=0, rotations=True, tiers="identical,perceptual")
+    direct = ig.audit(
+        folder, model=str(tiny_clip), store=store, workers=0, rotations=True, tiers="identical,perceptual"
+    )
     assert direct.duplicates == duplicates
     assert [r["path"] for r in direct.outliers] == [r["path"] for r in findings["outliers"]]
     both = run_cli("audit", folder, "--collection", "demo", "--store", store, "--out", out)

@@ -4,6 +4,7 @@ command line and service)."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import time
 
@@ -56,6 +57,13 @@ def test_decisions_go_to_the_review_log_and_export(indexed, tmp_path):
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(out.open()))
     assert {r["path"]: r["labels"] for r in rows} == {p: truth_of(p) for p in paths[:2]}
+    predictions = tmp_path / "predictions.jsonl"
+    result = run_cli(
+        "export", "--collection", "demo", "--store", collection.store.root, "--predictions", "--out", predictions
+    )
+    assert result.returncode == 0, result.stderr
+    exported = [json.loads(line)["path"] for line in predictions.read_text().splitlines()]
+    assert sorted(exported) == sorted(p for p in paths if p != paths[2])  # excluded out, the duplicate kept
 
 
 def test_learn_rescored_queue_matches_the_head(indexed):
@@ -137,7 +145,9 @@ def test_service_queues_decisions_and_background_learning(server):
             stored = http.post("/api/collections/demo/decisions", json=body)
             assert stored.status_code == 201, stored.text
             assert stored.json()[-1]["action"] in ("accept", "add")
-        bad = http.post("/api/collections/demo/decisions", json={"path": queue["items"][6]["path"], "decision": "relabel"})
+        bad = http.post(
+            "/api/collections/demo/decisions", json={"path": queue["items"][6]["path"], "decision": "relabel"}
+        )
         assert bad.status_code == 422
         http.post("/api/collections/demo/learn")
         while (status := http.get("/api/collections/demo/learn").json())["running"]:

@@ -11,6 +11,7 @@ through the cache (:class:`~iconograph.engine.embed.Embedder`: nothing cached is
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,13 @@ FILES = {
     "label_issues": "label_issues.jsonl",
     "failed": "failed.jsonl",
 }
+DEFAULT_COLUMNS = {  # the header of a CSV with no findings
+    "duplicates": ("paths", "representative", "tier", "score", "size"),
+    "outliers": ("path", "reasons", "knn_distance"),
+    "label_issues": ("path", "label", "suggested", "quality", "neighbours"),
+    "failed": ("path", "error"),
+}
+EVIDENCE_NEIGHBOURS = 3  # labelled neighbours shown with each suspect label
 REPORT = "report.html"
 
 
@@ -60,9 +68,13 @@ class AuditResult:
             extra.append(f"{len(self.label_issues)} label issues")
         return RunStats(len(self.paths), len(self.failed), self.computed, self.cached, self.out, extra=tuple(extra))
 
-    def write(self, out: str | os.PathLike, report: bool = True) -> Path:
-        """One JSONL per finding kind in the folder ``out`` (``label_issues.jsonl`` only with
-        truth, ``failed.jsonl`` always), and ``report.html`` unless ``report=False``."""
+    def write(self, out: str | os.PathLike, report: bool = True, format: str = "jsonl") -> Path:
+        """One file per finding kind in the folder ``out`` (``label_issues`` only with truth,
+        ``failed`` always): JSONL, or with ``format="csv"`` CSV (one column per key; lists of
+        paths or labels joined by ``; ``, neighbour evidence as JSON); and ``report.html`` unless
+        ``report=False``."""
+        if format not in ("jsonl", "csv"):
+            raise OptionError(f"--format must be jsonl or csv, not {format!r}")
         out = Path(out)
         if out.exists() and not out.is_dir():
             raise OptionError(f"--out {out} must be a folder (audit writes several files)")
@@ -71,7 +83,14 @@ class AuditResult:
             records = getattr(self, kind)
             if records is None:
                 continue
-            with RecordWriter(out / name) as writer:
+            if format == "csv":
+                columns = csv_columns(records) or DEFAULT_COLUMNS[kind]
+                writer = RecordWriter(
+                    out / f"{kind}.csv", columns, lambda r, c=columns: [csv_cell(r.get(k)) for k in c]
+                )
+            else:
+                writer = RecordWriter(out / name)
+            with writer:
                 writer.write_all(records)
         if report:
             from iconograph.auditing.report import write_report
@@ -88,6 +107,7 @@ def audit(
     *,
     out: str | os.PathLike | None = None,
     report: bool = True,
+    format: str = "jsonl",
     rotations: bool = True,
     tiers: str | Sequence[str] = TIERS,
     phash_distance: int = PHASH_DISTANCE,
@@ -104,7 +124,7 @@ def audit(
     """Audit ``sources``: duplicate clusters, outliers, and with ``truth`` (an ImageFolder tree or
     a CSV/JSONL/COCO file, as ``evaluate`` reads it) suspect labels. ``model``: a model spec
     (default: iconograph's default CLIP) unless an ``embedder`` is given. ``out``: a folder to
-    write the findings to (:meth:`AuditResult.write`). ``tiers``: the duplicate tiers to look
+    write the findings to (:meth:`AuditResult.write`, as JSONL or ``format="csv"``). ``tiers``: the duplicate tiers to look
     for (:mod:`iconograph.auditing.duplicates`).
 
     ``collection``: audit an indexed collection instead of ``sources`` (its images and stored
@@ -114,6 +134,8 @@ def audit(
     :data:`~iconograph.auditing.neighbours.EXACT_LIMIT` images and through a scratch LanceDB
     index in the store above (:func:`~iconograph.auditing.neighbours.self_join`)."""
     tiers = check_tiers(tiers)
+    if format not in ("jsonl", "csv"):
+        raise OptionError(f"--format must be jsonl or csv, not {format!r}")
     if not 0 <= phash_distance <= 64:
         raise OptionError(f"phash distance must be from 0 to 64 bits, not {phash_distance}")
     if not -1 <= near_similarity <= 1:
@@ -191,6 +213,7 @@ def audit(
             [tuple(truth_map[path_key(paths[i])]) for i in labelled],
             folds=folds,
         )
+        add_label_evidence(issues, knn, good, paths, truth_map)
     result = AuditResult(
         paths,
         duplicates,
@@ -204,8 +227,46 @@ def audit(
     if target is not None:
         save_findings(target, result)
     if out is not None:
-        result.write(out, report=report)
+        result.write(out, report=report, format=format)
     return result
+
+
+def add_label_evidence(issues, knn, good, paths, truth_map, count: int = EVIDENCE_NEIGHBOURS) -> None:
+    """Give each suspect label its nearest labelled images and their labels: the evidence a
+    reviewer reads (four neighbours labelled "dog" next to a "cat" say more than a quality score)."""
+    if knn is None:
+        return
+    indices, similarities = knn
+    row_of = {paths[i]: row for row, i in enumerate(good)}
+    for issue in issues:
+        row = row_of[issue["path"]]
+        evidence = []
+        for other, similarity in zip(indices[row], similarities[row]):
+            if other < 0 or other == row:
+                continue
+            path = paths[good[other]]
+            labels = truth_map.get(path_key(path))
+            if labels:
+                evidence.append({"path": path, "labels": list(labels), "similarity": round(float(similarity), 6)})
+            if len(evidence) == count:
+                break
+        issue["neighbours"] = evidence
+
+
+def csv_columns(records: list[dict]) -> tuple[str, ...]:
+    """Every key of the records, in the order they first appear."""
+    return tuple(dict.fromkeys(key for record in records for key in record))
+
+
+def csv_cell(value) -> str | float | int:
+    """Lists of paths or labels as ``a; b``, nested evidence as JSON, scalars as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "; ".join(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
 
 
 FINDINGS_META = "search_audit_{}"

@@ -82,6 +82,9 @@ def audit(
         float, typer.Option("--outlier-mads", min=0.0, help="Outliers: flagged above median + this many scaled MADs.")
     ] = OUTLIER_MADS,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write DIR/report.html.")] = True,
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="jsonl | csv: the format of the finding files.")
+    ] = "jsonl",
     batch_size: BatchOpt = 32,
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
@@ -91,7 +94,7 @@ def audit(
     runtime: RuntimeOpt = "auto",
     strict: StrictOpt = False,
 ):
-    """Audit a collection: duplicate clusters, outliers and (with --truth) suspect labels, one JSONL each in --out."""
+    """Audit a collection: duplicate clusters, outliers and (with --truth) suspect labels, one JSONL (or CSV) each in --out."""
     from iconograph.auditing.run import audit as run_audit
     from iconograph.errors import OptionError
 
@@ -103,6 +106,7 @@ def audit(
         model,
         out=out,
         report=report,
+        format=format,
         rotations=rotations,
         tiers=tiers,
         phash_distance=phash_distance,

@@ -6,7 +6,8 @@
   ``include_predicted=True`` also keeps predicted labels that nobody rejected or removed.
   Images a reviewer excluded or marked as a duplicate are left out.
 * :func:`export_predictions`: every indexed image in the classify contract, predictions
-  corrected by review (confirmed labels score 1.0, rejected/removed ones dropped).
+  corrected by review (confirmed labels score 1.0, rejected/removed ones dropped). Images a
+  reviewer excluded are left out; duplicates stay (they are still images of the collection).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def _labels_row(record: dict) -> list[str]:
 
 
 def export_predictions(collection, out: str | Path) -> int:
-    """Write every image's review-corrected prediction (JSONL or CSV by suffix)."""
-    writer = write_predictions((view.corrected_prediction() for view in collection.items()), out)
+    """Write every image's review-corrected prediction (JSONL or CSV by suffix), excluded images
+    left out."""
+    views = (view for view in collection.items() if not view.excluded)
+    writer = write_predictions((view.corrected_prediction() for view in views), out)
     return writer.count
