@@ -168,3 +168,83 @@ def test_semantic_iou_equals_scikit_learn(tmp_path):
     result = run_cli("evaluate", tmp_path / "pred", "--truth", tmp_path / "truth", "--json", tmp_path / "s.json")
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "s.json").read_text())["mIoU"] == pytest.approx(reference.mean(), abs=1e-12)
+
+
+def write_instance_case(tmp_path):
+    """The derived-prediction case on disk: images, COCO truth with masks, a segment JSONL."""
+    from PIL import Image
+
+    truth, predictions = truth_instances(), derive_predictions(truth_instances())
+    paths = [str(tmp_path / f"img{i}.png") for i in range(len(truth))]
+    for i, path in enumerate(paths):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (H, W, 3), np.uint8)).save(path)
+    BoxDataset(
+        [ImageBoxes(p, W, H, Detections.from_masks(m, labels)) for p, (m, labels) in zip(paths, truth)],
+        ("coin", "eagle"),
+    ).write_coco(tmp_path / "truth.json")
+    with open(tmp_path / "pred.jsonl", "w") as handle:
+        for path, (masks, labels, scores) in zip(paths, predictions):
+            detections = Detections.from_masks(masks, labels, scores, classes=("coin", "eagle"))
+            handle.write(json.dumps({"path": path, "boxes": detections.to_records(), "error": None}) + "\n")
+    return truth, predictions, paths
+
+
+def test_mask_report_ranks_images_by_their_own_mask_iou(tmp_path):
+    from iconograph.evaluation.detections import mask_image_quality
+
+    truth, predictions, paths = write_instance_case(tmp_path)
+    expected = {}
+    for path, (masks, labels), (pmasks, plabels, _) in zip(paths, truth, predictions):
+        best = []
+        for mask, label in zip(masks, labels):
+            ious = [(mask & p).sum() / (mask | p).sum() for p, lab in zip(pmasks, plabels) if lab == label]
+            best.append(max(ious, default=0.0))
+        expected[path] = float(np.mean(best))
+    scored = mask_image_quality(tmp_path / "pred.jsonl", tmp_path / "truth.json")
+    assert {t.path: q for q, t, _ in scored} == pytest.approx(expected, abs=1e-9)
+    assert [q for q, _, _ in scored] == sorted(expected.values(), reverse=True)
+
+    report = tmp_path / "report" / "masks.html"
+    result = run_cli("evaluate", tmp_path / "pred.jsonl", "--truth", tmp_path / "truth.json", "--report", report)
+    assert result.returncode == 0, result.stderr
+    page = report.read_text()
+    metrics = evaluate_detections(tmp_path / "pred.jsonl", tmp_path / "truth.json")
+    assert f"{metrics['mask_mAP']:.4f}" in page and "COCO mask metrics" in page
+    names = sorted(p.name for p in report.parent.glob("*.png"))
+    assert names == sorted(
+        ["masks_pr_mean.png", "masks_pr_per_class.png", "masks_mask_pr_mean.png", "masks_mask_pr_per_class.png"]
+        + ["masks_best_1.png", "masks_best_2.png", "masks_best_3.png", "masks_worst_1.png", "masks_worst_2.png"]
+    )  # 5 images: the best three, then the two others worst first
+    worst = max(expected, key=lambda p: (-expected[p], p))
+    assert f"worst_1 · {worst} · quality {expected[worst]:.3f}" in page
+
+
+def test_label_map_report_shows_class_iou_and_the_worst_image(tmp_path):
+    from sklearn.metrics import jaccard_score
+
+    from iconograph.evaluation.masks import label_map_image_quality
+
+    rng = np.random.default_rng(3)
+    for folder in ("truth", "pred"):
+        (tmp_path / folder).mkdir()
+    expected = {}
+    for i, agreement in enumerate((0.95, 0.5, 0.8)):
+        truth = rng.integers(0, 3, (H, W))
+        pred = np.where(rng.random((H, W)) < agreement, truth, rng.integers(0, 3, (H, W)))
+        (tmp_path / "truth" / f"m{i}.png").write_bytes(label_map_png(truth))
+        (tmp_path / "pred" / f"m{i}.png").write_bytes(label_map_png(pred))
+        expected[f"m{i}"] = jaccard_score(truth.ravel(), pred.ravel(), average="macro")
+    scored = label_map_image_quality(tmp_path / "pred", tmp_path / "truth")
+    assert [stem for _, stem, _, _ in scored] == ["m0", "m2", "m1"]
+    assert {stem: q for q, stem, _, _ in scored} == pytest.approx(expected, abs=1e-12)
+
+    report = tmp_path / "maps.html"
+    result = run_cli("evaluate", tmp_path / "pred", "--truth", tmp_path / "truth", "--report", report)
+    assert result.returncode == 0, result.stderr
+    page = report.read_text()
+    metrics = evaluate_label_maps(tmp_path / "pred", tmp_path / "truth")
+    assert f"{metrics['mIoU']:.4f}" in page
+    for name, row in metrics["per_class"].items():
+        assert f"<td>{name}</td><td>{row['IoU']:.4f}</td><td>{row['support']}</td>" in page
+    assert (tmp_path / "maps_class_iou.png").stat().st_size > 1000
+    assert f"best_1 · m0 · mean IoU {expected['m0']:.3f}" in page

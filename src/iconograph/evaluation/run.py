@@ -24,11 +24,8 @@ def evaluate_files(
     from iconograph.evaluation.masks import evaluate_label_maps, is_label_map_folder
 
     boxes = is_detection_file(predictions)
-    if is_label_map_folder(predictions):
-        if report:
-            from iconograph.errors import OptionError
-
-            raise OptionError("--report is not available for label maps yet; use --json")
+    label_maps = is_label_map_folder(predictions)
+    if label_maps:
         metrics = evaluate_label_maps(predictions, truth)
     elif boxes:
         metrics = evaluate_detections(predictions, truth)
@@ -38,10 +35,17 @@ def evaluate_files(
         metrics = evaluate(predictions, truth, multi_label=multi_label)
     if json_out:
         atomic_write_text(json_out, json.dumps(metrics, indent=2))
-    if report and boxes:
+    if report and label_maps:
+        from iconograph.evaluation.masks import label_map_image_quality
+        from iconograph.evaluation.report.detection import write_label_map_report
+
+        write_label_map_report(metrics, label_map_image_quality(predictions, truth), report)
+    elif report and boxes:
+        from iconograph.evaluation.detections import mask_image_quality
         from iconograph.evaluation.report.detection import write_detection_report
 
-        write_detection_report(metrics, report)
+        scored = mask_image_quality(predictions, truth) if "mask_pr_curves" in metrics else None
+        write_detection_report(metrics, report, scored=scored)
     elif report:
         from iconograph.evaluation.report import write_full_report
 
