@@ -66,11 +66,12 @@ def make_pool(count: int) -> list[Path]:
 
 
 def model_dir() -> Path:
-    from iconograph.testing import save_tiny_clip
-
+    """The tiny CLIP, built in a child process: Linux keeps a process's peak RSS across exec, so a
+    parent that had imported torch would pass its own peak on to every measured classify."""
     model = WORK / "tiny-clip"
     if not (model / "model.safetensors").exists():
-        save_tiny_clip(model)
+        build = f"from iconograph.testing import save_tiny_clip; save_tiny_clip({str(model)!r})"
+        subprocess.run([sys.executable, "-c", build], check=True)
     return model
 
 

@@ -83,6 +83,10 @@ def index(
         bool, typer.Option("--bench", help="Print the recall/latency table of the ANN query settings.")
     ] = False,
     prune: Annotated[bool, typer.Option("--prune", help="Drop rows whose files no longer exist.")] = False,
+    regions: Annotated[
+        Optional[Path],
+        typer.Option("--regions", help="A detect or segment JSONL: its boxes and masks are drawn in the review page."),
+    ] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the index report as JSON.")] = None,
     batch_size: BatchOpt = 32,
     workers: WorkersOpt = None,
@@ -117,6 +121,7 @@ def index(
             rebuild=rebuild,
             ann_threshold=ann_threshold,
             index_type=index_type,
+            regions=regions,
             batch_size=batch_size,
             workers=workers,
             device=device,

@@ -121,7 +121,7 @@ def mask_image_quality(
     best first: the mean over its truth masks of the highest IoU (``pycocotools.mask.iou``) with
     a predicted mask of the same label, 0 for a truth mask nothing of its label overlaps. A
     per-image measure for showing the best and worst images; the metrics are ``COCOeval``'s."""
-    from pycocotools import mask as mask_util
+    from iconograph.boxes.masks import iou
 
     if not isinstance(predictions, BoxDataset):
         predictions, _ = read_detection_records(predictions)
@@ -137,18 +137,10 @@ def mask_image_quality(
         best = []
         for label, truth_mask in zip(expected.detections.labels, expected.detections.masks):
             same = [m for m, lab in zip(found.masks or [], found.labels) if lab == label]
-            ious = mask_util.iou(_rle_bytes(same), _rle_bytes([truth_mask]), [0]) if same else np.zeros((0, 1))
-            best.append(float(np.max(ious)) if len(same) else 0.0)
+            best.append(float(iou(same, [truth_mask]).max()) if same else 0.0)
         scored.append((float(np.mean(best)), expected, predicted))
     scored.sort(key=lambda row: (-row[0], row[1].path))
     return scored
-
-
-def _rle_bytes(rles: Sequence[dict]) -> list[dict]:
-    return [
-        {"size": r["size"], "counts": r["counts"].encode() if isinstance(r["counts"], str) else r["counts"]}
-        for r in rles
-    ]
 
 
 def match_images(predictions: BoxDataset, truth: BoxDataset) -> tuple[dict[int, ImageBoxes], int]:

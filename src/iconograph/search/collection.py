@@ -117,6 +117,7 @@ class IndexReport:
     cached: int = 0  # embeddings found in the cache
     tagged: int = 0
     state: IndexState | None = None
+    regions: dict | None = None  # AttachReport of --regions, as a dict
 
     def summary(self) -> str:
         parts = [
@@ -130,6 +131,10 @@ class IndexReport:
         text = "; ".join(parts) + f"; {self.computed} embeddings computed, {self.cached} from cache"
         if self.tagged:
             text += f"; {self.tagged} tagged"
+        if self.regions:
+            text += f"; regions of {self.regions['attached']} images ({self.regions['boxes']} boxes)"
+            if self.regions["unknown"]:
+                text += f", {self.regions['unknown']} records of images not in the collection"
         if self.state is not None:
             text += f"\nindex: {self.state.describe()}; {self.state.action}"
             if self.state.action != "none":
@@ -561,6 +566,13 @@ class SearchCollection:
                 continue
             views.append(view)
         return views
+
+    @property
+    def regions(self):
+        """The boxes and masks attached to the collection's images (:mod:`iconograph.search.regions`)."""
+        from iconograph.search.regions import RegionTable
+
+        return RegionTable(self)
 
     def item(self, path: str) -> ItemView:
         """One image of the collection (see :meth:`key`) with its predictions and review state."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from iconograph.errors import OptionError
@@ -34,10 +34,12 @@ def index_collection(
     rebuild: bool = False,
     ann_threshold: int | None = None,
     index_type: str | None = None,
+    regions: str | Path | None = None,
     **embedder_options,
 ) -> IndexReport:
     """Embed (what the cache lacks), tag zero-shot with ``labels`` or attach ``predictions``, and
-    index ``sources`` into the collection (``iconograph index``)."""
+    index ``sources`` into the collection (``iconograph index``). ``regions``: a detect or segment
+    JSONL whose boxes and masks the review page draws on its images."""
     from iconograph.backends import DEFAULT_MODEL
     from iconograph.classification.results import read_predictions
     from iconograph.classification.zeroshot import parse_label_list, read_labels_file
@@ -56,7 +58,7 @@ def index_collection(
         else:
             names = parse_label_list(labels) if isinstance(labels, str) else list(labels)
         tagger = TaggerConfig(tuple(names), templates, multi_label, threshold, top_k)
-    return target.index(
+    report = target.index(
         sources,
         embedder,
         tagger=tagger,
@@ -67,6 +69,9 @@ def index_collection(
         ann_threshold=ann_threshold,
         index_type=index_type,
     )
+    if regions is not None:
+        report.regions = asdict(target.regions.attach(regions))
+    return report
 
 
 def tune_collection(

@@ -49,5 +49,11 @@ def items(
 
 @router.get("/api/collections/{name}/item")
 def item(collection: NamedCollection, path: PathQuery) -> dict:
+    from iconograph.search.regions import public_regions
+
     view = collection.item(path)
-    return {**view.to_record(), "history": [r.to_record() for r in collection.reviews.for_path(view.path)]}
+    return {
+        **view.to_record(),
+        "history": [r.to_record() for r in collection.reviews.for_path(view.path)],
+        "regions": public_regions(collection.regions.of(view.path)),
+    }

@@ -276,6 +276,7 @@ function drawBoxes(item) {
   svg.innerHTML = "";
   if (!img.naturalWidth) return;
   svg.setAttribute("viewBox", `0 0 ${img.naturalWidth} ${img.naturalHeight}`);
+  drawRegions(item, svg, img);
   for (const l of item.labels) {
     if (!l.box || l.decision === "reject" || l.decision === "remove") continue;
     const [x1, y1, x2, y2] = l.box;
@@ -285,6 +286,36 @@ function drawBoxes(item) {
     text.setAttribute("x", x1 + 2);
     text.setAttribute("y", y1 + 12);
     text.textContent = l.label;
+    svg.append(rect, text);
+  }
+}
+
+// Regions attached with `index --regions`: masks as one server-drawn PNG, boxes as dashed outlines.
+const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#469990", "#9a6324"];
+
+function drawRegions(item, svg, img) {
+  const regions = item.regions || [];
+  if (regions.some((r) => r.mask)) {
+    const overlay = document.createElementNS("http://www.w3.org/2000/svg", "image");
+    overlay.setAttribute("href", `${base()}/overlay?${q({ path: item.path })}`);
+    Object.entries({ x: 0, y: 0, width: img.naturalWidth, height: img.naturalHeight }).forEach(([k, v]) => overlay.setAttribute(k, v));
+    overlay.dataset.testid = "mask-overlay";
+    svg.appendChild(overlay);
+  }
+  const classes = [...new Set(regions.map((r) => r.label))];
+  for (const r of regions) {
+    const [x1, y1, x2, y2] = r.xyxy;
+    const colour = PALETTE[classes.indexOf(r.label) % PALETTE.length];
+    const rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+    Object.entries({ x: x1, y: y1, width: x2 - x1, height: y2 - y1 }).forEach(([k, v]) => rect.setAttribute(k, v));
+    rect.setAttribute("class", "region");
+    rect.style.stroke = colour;  // CSSOM, which the security policy allows (a style attribute it would not)
+    rect.dataset.testid = "region";
+    const text = document.createElementNS("http://www.w3.org/2000/svg", "text");
+    text.setAttribute("x", x1 + 2);
+    text.setAttribute("y", y2 - 4);
+    text.setAttribute("class", "region");
+    text.textContent = r.score == null ? r.label : `${r.label} ${fmt(r.score)}`;
     svg.append(rect, text);
   }
 }
