@@ -14,7 +14,7 @@ from PIL import Image
 from iconograph.boxes import Detections
 from iconograph.reading.textfiles import SourceError
 from iconograph.search.regions import OVERLAY_ALPHA, overlay_png
-from tests.conftest import needs_chromium, run_cli
+from tests.conftest import keep_artifact, needs_chromium, run_cli
 from tests.search.conftest import TOKEN
 from tests.search.test_service import client
 
@@ -124,3 +124,7 @@ def test_detail_view_draws_masks_and_boxes(server, browser, tmp_path):
     strokes = page.eval_on_selector_all("[data-testid=region]", "els => els.map(e => getComputedStyle(e).stroke)")
     assert strokes == ["rgb(230, 25, 75)", "rgb(60, 180, 75)"]  # one annotate colour per class
     assert failed == [] and errors == []
+    page.wait_for_function("() => document.getElementById('detail-image').complete")
+    shot = tmp_path / "review-masks.png"
+    page.screenshot(path=str(shot))
+    keep_artifact(shot)

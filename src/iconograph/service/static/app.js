@@ -284,10 +284,19 @@ function drawBoxes(item) {
     Object.entries({ x: x1, y: y1, width: x2 - x1, height: y2 - y1 }).forEach(([k, v]) => rect.setAttribute(k, v));
     const text = document.createElementNS("http://www.w3.org/2000/svg", "text");
     text.setAttribute("x", x1 + 2);
-    text.setAttribute("y", y1 + 12);
+    sizeText(text, img);
+    text.setAttribute("y", y1 + parseFloat(text.style.fontSize));
     text.textContent = l.label;
     svg.append(rect, text);
   }
+}
+
+// Captions in the SVG's user units (image pixels): about 1/16 of the image, so a 32-pixel thumbnail and a
+// 4000-pixel photo read alike.
+function sizeText(text, img) {
+  const size = Math.max(img.naturalWidth, img.naturalHeight) / 16;
+  text.style.fontSize = `${size}px`;
+  text.style.strokeWidth = `${size / 6}px`;
 }
 
 // Regions attached with `index --regions`: masks as one server-drawn PNG, boxes as dashed outlines.
@@ -315,6 +324,7 @@ function drawRegions(item, svg, img) {
     text.setAttribute("x", x1 + 2);
     text.setAttribute("y", y2 - 4);
     text.setAttribute("class", "region");
+    sizeText(text, img);
     text.textContent = r.score == null ? r.label : `${r.label} ${fmt(r.score)}`;
     svg.append(rect, text);
   }
