@@ -9,7 +9,12 @@ exit), the largest decode worker's peak (``RUSAGE_CHILDREN``), the wall time and
 the peak against the smallest size. Goal: at most 10 % growth from 10^4 to 10^5 images.
 The load average is printed beside the figures: the machine is shared.
 
-    python benchmarks/bench_memory.py [--sizes 10000 30000 100000] [--skip-cached]
+    python benchmarks/bench_memory.py [--sizes 10000 30000 100000] [--skip-cached] [--prefill]
+
+``--prefill`` measures only the cached runs, at sizes where computing every image takes hours on
+a busy 2-core machine: the first folder is classified for real (its images and the label texts
+computed), then the cache is filled with random vectors under the other images' content hashes
+(the keys the cached run looks up) in a separate process, then the measured cached run.
 """
 
 from __future__ import annotations
@@ -75,6 +80,32 @@ def model_dir() -> Path:
     return model
 
 
+# Fills the image cache of the model (as classify opens it) for the given folders' images.
+PREFILL = """
+import json, sys
+import numpy as np
+from iconograph.engine.embed import Embedder
+from iconograph.engine.jobs import hash_files
+from iconograph.reading.sources import read_collection
+model, store, folders = json.loads(sys.argv[1])
+cache = Embedder(model, store=store).image_cache
+paths = [item.path for item in read_collection(folders)]
+for start in range(0, len(paths), 10000):
+    hashes, _ = hash_files(paths[start : start + 10000])
+    dim = len(next(iter(cache.lookup(hashes).values()))) if start == 0 else dim
+    rng = np.random.default_rng(start)
+    vectors = rng.standard_normal((len(hashes), dim)).astype(np.float32)
+    cache.add(hashes, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+print(len(paths))
+"""
+
+
+def prefill(folders: list[Path], model: Path, store: Path) -> None:
+    env = {**os.environ, "ICONOGRAPH_HOME": str(WORK / "home"), "HF_HUB_OFFLINE": "1"}
+    args = json.dumps([str(model), str(store), [str(f) for f in folders]])
+    subprocess.run([sys.executable, "-c", PREFILL, args], check=True, env=env)
+
+
 def classify(folders: list[Path], model: Path, store: Path, out: Path, extra: list[str]) -> dict:
     args = [*map(str, folders), "--labels", "red,green,blue,noise", "--model", str(model)]
     args = ["classify", *args, "--store", str(store), "--out", str(out), "--no-progress", *extra]
@@ -95,6 +126,7 @@ def main() -> None:
     parser.add_argument("--skip-cached", action="store_true", help="only the first (computing) run per size")
     parser.add_argument("--runtime", default="torch", help="--runtime for classify (default torch)")
     parser.add_argument("--workers", type=int, default=1, help="--workers for classify (default 1)")
+    parser.add_argument("--prefill", action="store_true", help="cached runs only, on a prefilled cache")
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -108,7 +140,12 @@ def main() -> None:
         shutil.rmtree(store, ignore_errors=True)
         out = WORK / f"preds-{size}.jsonl"
         used = folders[: -(-size // PER_FOLDER)]
-        for kind in ("computed", "cached")[: 1 if args.skip_cached else 2]:
+        kinds = ("computed", "cached")[: 1 if args.skip_cached else 2]
+        if args.prefill:
+            classify(used[:1], model, store, out, extra)  # the label texts and one folder, for real
+            prefill(used, model, store)  # the first folder is already there: its vectors give the width
+            kinds = ("cached",)
+        for kind in kinds:
             load = os.getloadavg()[0]
             figures = classify(used, model, store, out, extra)
             rows.append((size, kind, figures, load))
