@@ -35,21 +35,47 @@ def segment(
     ] = None,
     queries: Annotated[
         Optional[str],
-        typer.Option("--queries", "-q", help='Comma-separated words, boxed by --detector first: "coin,eagle".'),
+        typer.Option(
+            "--queries",
+            "-q",
+            help='Comma-separated words: "coin,eagle". Boxed by --detector first, or, with a SAM3 / CLIPSeg'
+            " --model, segmented directly.",
+        ),
     ] = None,
     queries_file: Annotated[Optional[Path], typer.Option("--queries-file", help="One word query per line.")] = None,
     model: Annotated[
-        str, typer.Option("--model", "-m", help="SAM / SlimSAM: hub id or save_pretrained folder.")
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="SAM / SlimSAM (box prompts), SAM3 or CLIPSeg (word prompts): hub id or save_pretrained folder.",
+        ),
     ] = "facebook/sam-vit-base",
     detector: Annotated[
         str, typer.Option("--detector", help="OWL-ViT / OWLv2 that boxes the --queries.")
     ] = "google/owlvit-base-patch32",
     threshold: Annotated[
-        float,
-        typer.Option("--threshold", min=0.0, max=1.0, callback=unit_interval, help="Detector score threshold."),
-    ] = 0.1,
+        Optional[float],
+        typer.Option(
+            "--threshold",
+            min=0.0,
+            max=1.0,
+            callback=unit_interval,
+            help="Score threshold: the detector's (default 0.1), or SAM3's / CLIPSeg's (default 0.3).",
+        ),
+    ] = None,
     nms_iou: Annotated[
         float, typer.Option("--nms-iou", min=0.0, max=1.0, callback=unit_interval, help="Detector NMS IoU.")
+    ] = 0.5,
+    mask_threshold: Annotated[
+        float,
+        typer.Option(
+            "--mask-threshold",
+            min=0.0,
+            max=1.0,
+            callback=unit_interval,
+            help="SAM3 / CLIPSeg: mask probability above which a pixel is in the mask.",
+        ),
     ] = 0.5,
     out: Annotated[
         Optional[Path], typer.Option("--out", "-o", help="JSONL file, COCO .json, or a folder for png label maps.")
@@ -80,6 +106,7 @@ def segment(
         detector=detector,
         threshold=threshold,
         nms_iou=nms_iou,
+        mask_threshold=mask_threshold,
         device=device,
         out=out,
         format=format,
