@@ -44,19 +44,19 @@ class SegmentationResult(DetectionResult):
         return record
 
 
-def read_box_prompts(path: str | Path) -> dict[str, Detections]:
+def read_box_prompts(path: str | Path, keep_masks: bool = False) -> dict[str, Detections]:
     """Box prompts by image (:func:`path_key`, and by file name where that is unique) from a
-    detect JSONL or a COCO / VOC / YOLO box dataset."""
+    detect JSONL or a COCO / VOC / YOLO box dataset (their masks too, with ``keep_masks``)."""
     from iconograph.evaluation.detections import is_detection_file, read_detection_records
 
     path = Path(path)
     if not path.exists():
-        raise OptionError(f"--boxes {path}: no such file or folder")
+        raise OptionError(f"box file {path}: no such file or folder")
     dataset = read_detection_records(path)[0] if is_detection_file(path) else read_boxes(path)
     prompts: dict[str, Detections] = {}
     names: dict[str, list[Detections]] = {}
     for img in dataset:
-        detections = img.detections.without_masks()
+        detections = img.detections if keep_masks else img.detections.without_masks()
         prompts[path_key(img.path)] = detections
         names.setdefault(Path(img.path).name, []).append(detections)
     for name, found in names.items():
