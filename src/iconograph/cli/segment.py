@@ -77,6 +77,27 @@ def segment(
             help="SAM3 / CLIPSeg: mask probability above which a pixel is in the mask.",
         ),
     ] = 0.5,
+    auto: Annotated[
+        bool,
+        typer.Option("--auto", help="Segment everything: SAM prompted by a grid of points (no --boxes/--queries)."),
+    ] = False,
+    points_per_side: Annotated[
+        int, typer.Option("--points-per-side", min=1, help="--auto: grid points per side.")
+    ] = 32,
+    points_per_batch: Annotated[
+        int, typer.Option("--points-per-batch", min=1, help="--auto: points through the mask decoder at once.")
+    ] = 64,
+    pred_iou_thresh: Annotated[
+        float,
+        typer.Option("--pred-iou-thresh", callback=unit_interval, help="--auto: keep masks with this predicted IoU."),
+    ] = 0.88,
+    stability_score_thresh: Annotated[
+        float,
+        typer.Option("--stability-score-thresh", callback=unit_interval, help="--auto: keep masks this stable."),
+    ] = 0.95,
+    crops_nms_thresh: Annotated[
+        float, typer.Option("--crops-nms-thresh", callback=unit_interval, help="--auto: box NMS IoU between masks.")
+    ] = 0.7,
     out: Annotated[
         Optional[Path], typer.Option("--out", "-o", help="JSONL file, COCO .json, or a folder for png label maps.")
     ] = None,
@@ -107,6 +128,14 @@ def segment(
         threshold=threshold,
         nms_iou=nms_iou,
         mask_threshold=mask_threshold,
+        auto=auto
+        and {
+            "points_per_side": points_per_side,
+            "points_per_batch": points_per_batch,
+            "pred_iou_thresh": pred_iou_thresh,
+            "stability_score_thresh": stability_score_thresh,
+            "crops_nms_thresh": crops_nms_thresh,
+        },
         device=device,
         out=out,
         format=format,

@@ -22,6 +22,7 @@ from iconograph.engine.jobs import ImageJobRunner
 from iconograph.engine.runs import RunStats
 from iconograph.errors import OptionError
 from iconograph.reading.sources import Item, path_key, read_collection
+from iconograph.segmentation.auto import AutoMaskSegmenter, AutoMaskSettings
 from iconograph.segmentation.sam import DEFAULT_SEGMENTER, SamSegmenter
 from iconograph.segmentation.words import WORD_SEGMENTERS, WordSegmenter, word_segmenter
 
@@ -105,6 +106,7 @@ def segment(
     threshold: float | None = None,
     nms_iou: float = 0.5,
     mask_threshold: float = 0.5,
+    auto: bool | AutoMaskSettings | dict = False,
     device: str | None = None,
     **runner_options,
 ) -> list[SegmentationResult]:
@@ -120,7 +122,11 @@ def segment(
     With a text-prompted ``model`` (SAM3, CLIPSeg: chosen by the folder's ``model_type``) the
     ``queries`` are segmented directly, no detector: SAM3 gives instance masks per word (scores
     above ``threshold``, default 0.3), CLIPSeg one semantic mask per word (heatmap probabilities
-    above ``mask_threshold``); see :mod:`iconograph.segmentation.words`. ``runner_options`` go to
+    above ``mask_threshold``); see :mod:`iconograph.segmentation.words`.
+
+    ``auto=True`` (or an :class:`~iconograph.segmentation.auto.AutoMaskSettings`, or a dict of
+    its fields) segments everything: the ``mask-generation`` pipeline's point grid with a SAM
+    ``model``, no prompts (:mod:`iconograph.segmentation.auto`). ``runner_options`` go to
     :class:`~iconograph.engine.jobs.ImageJobRunner` (``store``, ``use_cache``, ``batch_size``,
     ``workers``, ``progress``).
     """
@@ -134,6 +140,7 @@ def segment(
         threshold,
         nms_iou,
         mask_threshold,
+        auto,
         device,
         runner_options,
     )
@@ -151,6 +158,7 @@ def run_segmentation(
     threshold: float | None = None,
     nms_iou: float = 0.5,
     mask_threshold: float = 0.5,
+    auto: bool | AutoMaskSettings | dict = False,
     device: str | None = None,
     out: str | Path | None = None,
     format: str | None = None,
@@ -172,6 +180,7 @@ def run_segmentation(
         threshold,
         nms_iou,
         mask_threshold,
+        auto,
         device,
         runner_options,
     )
@@ -208,15 +217,34 @@ def _segment_format(out: str | Path | None, format: str | None) -> str:
 
 
 def _prepare(
-    sources, boxes, queries, queries_file, model, detector, threshold, nms_iou, mask_threshold, device, runner_options
+    sources,
+    boxes,
+    queries,
+    queries_file,
+    model,
+    detector,
+    threshold,
+    nms_iou,
+    mask_threshold,
+    auto,
+    device,
+    runner_options,
 ):
     texts = choose_queries(queries, queries_file)
+    if auto is not False and auto is not None:
+        if boxes is not None or texts:
+            raise OptionError("--auto segments everything: give no --boxes or --queries with it")
+        settings = (
+            auto if isinstance(auto, AutoMaskSettings) else AutoMaskSettings(**(auto if auto is not True else {}))
+        )
+        job = AutoMaskSegmenter(model, settings, device=device)
+        return read_collection(sources), ImageJobRunner(job, description="segmenting", **runner_options)
     words = _word_segmenter(model, boxes, texts, threshold, mask_threshold, device)
     if words is not None:
         return read_collection(sources), ImageJobRunner(words, description="segmenting", **runner_options)
     threshold = DETECTOR_THRESHOLD if threshold is None else threshold
     if (boxes is None) == (not texts):
-        raise OptionError("give --boxes FILE or --queries (boxed by --detector first), one of them")
+        raise OptionError("give --boxes FILE or --queries (boxed by --detector first), one of them (or --auto)")
     segmenter = SamSegmenter(model, device=device)  # checks the model before any detection runs
     items = read_collection(sources)
     if boxes is not None:
