@@ -1,5 +1,6 @@
 """Segmentation: instance masks from box prompts (SAM-family models), boxes from the detector for
-word prompts, JSONL / COCO instance segmentation / PNG label maps, annotated images."""
+word prompts, masks from words directly (SAM3, CLIPSeg), everything from a point grid (--auto);
+JSONL / COCO instance segmentation / PNG label maps, annotated images."""
 
 from iconograph.segmentation.run import (
     SegmentationResult,
@@ -8,10 +9,17 @@ from iconograph.segmentation.run import (
     run_segmentation,
     segment,
 )
+from iconograph.segmentation.auto import AutoMaskSegmenter, AutoMaskSettings
 from iconograph.segmentation.sam import DEFAULT_SEGMENTER, SamSegmenter
+from iconograph.segmentation.words import ClipSegSegmenter, Sam3Segmenter, WordSegmenter
 
 __all__ = [
     "DEFAULT_SEGMENTER",
+    "AutoMaskSegmenter",
+    "AutoMaskSettings",
+    "ClipSegSegmenter",
+    "Sam3Segmenter",
+    "WordSegmenter",
     "SamSegmenter",
     "SegmentationResult",
     "iter_segmentations",
