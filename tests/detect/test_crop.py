@@ -127,3 +127,27 @@ def test_crop_query_uses_the_detectors_boxes(tiny_clip, tiny_owlvit, options, tm
     largest = ig.embed([image], crop_query="coin", detector=str(tiny_owlvit), **options)
     areas = (found.xyxy[:, 2] - found.xyxy[:, 0]) * (found.xyxy[:, 3] - found.xyxy[:, 1])
     assert largest.boxes == [found.xyxy[int(np.argmax(areas))].tolist()]
+
+
+def test_predict_with_a_trained_model_classifies_the_crop(tiny_clip, options, tmp_path):
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(16):
+        colour = "red" if i % 2 else "blue"
+        pixels = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+        pixels[8:32, 8:32] = (220, 30, 30) if colour == "red" else (30, 30, 220)
+        Image.fromarray(pixels).save(tmp_path / f"{colour}-{i}.png")
+        rows.append(f"{tmp_path / f'{colour}-{i}.png'},{colour}")
+    (tmp_path / "truth.csv").write_text("path,labels\n" + "\n".join(rows) + "\n")
+    model = ig.train(
+        tmp_path / "truth.csv", backbone=str(tiny_clip), out=tmp_path / "model", store=options["store"], workers=0
+    )
+    image = tmp_path / "tray.png"
+    photo().save(image)
+    boxes = box_file(tmp_path / "boxes.jsonl", [image])
+    found = model.predict([image], crop=boxes, crop_mode="each", crop_margin=0.0, store=options["store"])
+    assert [p.box for p in found] == [tuple(map(float, OBJECT)), tuple(map(float, SMALL))]
+    photo().crop(SMALL).save(tmp_path / "small.png")
+    plain = model.predict([tmp_path / "small.png"], store=options["store"], exact_decode=True)[0]
+    assert [ls.label for ls in found[1].labels] == [ls.label for ls in plain.labels]
+    assert np.allclose([ls.score for ls in found[1].labels], [ls.score for ls in plain.labels], atol=1e-5)

@@ -68,6 +68,14 @@ def crop_options(
     return CropOptions(crop, crop_query, detector, crop_mode, float(crop_margin), bool(crop_mask))
 
 
+CROP_KEYWORDS = ("crop", "crop_query", "detector", "crop_mode", "crop_margin", "crop_mask")
+
+
+def pop_crop_options(options: dict) -> CropOptions | None:
+    """The crop keywords taken out of a command's keyword arguments, as :func:`crop_options`."""
+    return crop_options(**{name: options.pop(name) for name in CROP_KEYWORDS if name in options})
+
+
 @dataclass(frozen=True)
 class Crop:
     """One box of one image: what it came from and the region embedded."""

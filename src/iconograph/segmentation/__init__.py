@@ -2,6 +2,7 @@
 word prompts, masks from words directly (SAM3, CLIPSeg), everything from a point grid (--auto);
 JSONL / COCO instance segmentation / PNG label maps, annotated images."""
 
+from iconograph.segmentation.auto import AutoMaskSegmenter, AutoMaskSettings
 from iconograph.segmentation.run import (
     SegmentationResult,
     iter_segmentations,
@@ -9,7 +10,6 @@ from iconograph.segmentation.run import (
     run_segmentation,
     segment,
 )
-from iconograph.segmentation.auto import AutoMaskSegmenter, AutoMaskSettings
 from iconograph.segmentation.sam import DEFAULT_SEGMENTER, SamSegmenter
 from iconograph.segmentation.words import ClipSegSegmenter, Sam3Segmenter, WordSegmenter
 
