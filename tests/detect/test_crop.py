@@ -151,3 +151,32 @@ def test_predict_with_a_trained_model_classifies_the_crop(tiny_clip, options, tm
     plain = model.predict([tmp_path / "small.png"], store=options["store"], exact_decode=True)[0]
     assert [ls.label for ls in found[1].labels] == [ls.label for ls in plain.labels]
     assert np.allclose([ls.score for ls in found[1].labels], [ls.score for ls in plain.labels], atol=1e-5)
+
+
+def test_train_on_crops_equals_training_on_the_cropped_files(tiny_clip, options, tmp_path):
+    rng = np.random.default_rng(2)
+    (tmp_path / "trays").mkdir()
+    (tmp_path / "cropped").mkdir()
+    records, tray_rows, crop_rows = [], [], []
+    for i in range(16):
+        colour = "red" if i % 2 else "blue"
+        pixels = rng.integers(0, 255, (60, 70, 3), dtype=np.uint8)
+        box = (10 + i, 8 + i // 2, 40 + i, 38 + i // 2)
+        pixels[box[1] : box[3], box[0] : box[2]] = (220, 30, 30) if colour == "red" else (30, 30, 220)
+        tray, cropped = tmp_path / "trays" / f"{i:02d}.png", tmp_path / "cropped" / f"{i:02d}.png"
+        Image.fromarray(pixels).save(tray)
+        Image.fromarray(pixels).crop(box).save(cropped)
+        records.append({"path": str(tray), "boxes": Detections.from_labels([box], ["coin"], [0.9]).to_records()})
+        tray_rows.append(f"{tray},{colour}")
+        crop_rows.append(f"{cropped},{colour}")
+    (tmp_path / "boxes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "trays.csv").write_text("path,labels\n" + "\n".join(tray_rows) + "\n")
+    (tmp_path / "crops.csv").write_text("path,labels\n" + "\n".join(crop_rows) + "\n")
+    common = {"backbone": str(tiny_clip), "store": options["store"], "workers": 0, "exact_decode": True}
+    on_crops = ig.train(tmp_path / "trays.csv", crop=tmp_path / "boxes.jsonl", crop_margin=0.0, **common)
+    on_files = ig.train(tmp_path / "crops.csv", **common)
+    assert on_crops.info["training"]["crop"]["boxes"] == str(tmp_path / "boxes.jsonl")
+    assert on_crops.info["splits"] == on_files.info["splits"]
+    probe = np.random.default_rng(3).normal(size=(5, 16)).astype(np.float32)
+    assert np.allclose(on_crops.head.predict_proba(probe), on_files.head.predict_proba(probe), atol=1e-6)
+    assert on_crops.info["metrics"]["test"] == on_files.info["metrics"]["test"]

@@ -114,6 +114,11 @@ def train(
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
     exact_decode: ExactDecodeOpt = False,
+    crop: CropOpt = None,
+    crop_query: CropQueryOpt = None,
+    detector: CropDetectorOpt = None,
+    crop_margin: CropMarginOpt = 0.05,
+    crop_mask: CropMaskOpt = False,
 ):
     """Train a head on cached embeddings (or fine-tune the backbone) and save a model folder."""
     from iconograph.learning.finetune import FineTuneConfig
@@ -158,6 +163,7 @@ def train(
         report=report,
         log=echo_stderr,
         **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime, exact_decode),
+        **crop_kwargs(crop, crop_query, detector, "largest", crop_margin, crop_mask),
     )
     _print_metrics(model.info["metrics"])
     echo_stderr(f"model -> {out}")
