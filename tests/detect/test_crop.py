@@ -67,6 +67,14 @@ def test_crop_embedding_equals_embedding_the_cropped_file(tiny_clip, options, tm
     assert np.allclose(each.vectors[1], embed_file(tmp_path / "small.png", tiny_clip, tmp_path), atol=1e-6)
     assert not np.allclose(each.vectors[0], each.vectors[1])
 
+    from iconograph.engine.embed import write_embeddings
+
+    write_embeddings(each, tmp_path / "each.jsonl")
+    write_embeddings(each, tmp_path / "each.npz")
+    lines = [json.loads(line) for line in (tmp_path / "each.jsonl").read_text().splitlines()]
+    assert [line["box"] for line in lines] == each.boxes
+    assert np.array_equal(np.load(tmp_path / "each.npz")["boxes"], np.array(each.boxes))
+
     again = ig.embed([image], crop=boxes, crop_mode="each", crop_margin=0.0, **options)
     assert (again.computed, again.cached) == (0, 2) and np.array_equal(again.vectors, each.vectors)
     moved = box_file(tmp_path / "moved.jsonl", [image], boxes=(OBJECT, (6, 70, 25, 85)))

@@ -231,6 +231,8 @@ def _prepare(
     runner_options,
 ):
     texts = choose_queries(queries, queries_file)
+    if boxes is None and not texts and not auto:
+        raise OptionError("give --boxes FILE or --queries (boxed by --detector first), one of them (or --auto)")
     if auto is not False and auto is not None:
         if boxes is not None or texts:
             raise OptionError("--auto segments everything: give no --boxes or --queries with it")
