@@ -188,3 +188,13 @@ def test_train_on_crops_equals_training_on_the_cropped_files(tiny_clip, options,
     probe = np.random.default_rng(3).normal(size=(5, 16)).astype(np.float32)
     assert np.allclose(on_crops.head.predict_proba(probe), on_files.head.predict_proba(probe), atol=1e-6)
     assert on_crops.info["metrics"]["test"] == on_files.info["metrics"]["test"]
+
+
+def test_the_ray_engine_refuses_crops(tiny_clip, options, tmp_path):
+    from iconograph.errors import OptionError
+
+    image = tmp_path / "tray.png"
+    photo().save(image)
+    boxes = box_file(tmp_path / "boxes.jsonl", [image])
+    with pytest.raises(OptionError, match="crops"):
+        ig.embed([image], crop=boxes, engine="ray", **options)

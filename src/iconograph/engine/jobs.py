@@ -221,7 +221,7 @@ class ImageJobRunner:
 
         if hasattr(self.job, "item_key"):
             raise OptionError(
-                "--engine ray runs jobs cached by content only; this job keys its cache per image prompts"
+                "--engine ray runs jobs cached by content only; this job keys its cache per image prompts or crops"
             )
         with progress_bar(len(paths), self.description, self.progress) as advance:
             chunks, rows, jobs, first_misses = self._plan_ray(paths, advance)
