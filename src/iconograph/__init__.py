@@ -41,6 +41,7 @@ _LAZY = {
     "OwlDetector": "iconograph.detection",
     "detect": "iconograph.detection",
     "Embedder": "iconograph.engine.embed",
+    "embed": "iconograph.engine.embed",
     "ImageEmbeddings": "iconograph.engine.embed",
     "Store": "iconograph.engine.store",
     "evaluate_detections": "iconograph.evaluation.detections",
@@ -71,7 +72,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
     from iconograph.description import describe
     from iconograph.description.captions import Captioner, caption
     from iconograph.detection import OwlDetector, detect
-    from iconograph.engine.embed import Embedder, ImageEmbeddings
+    from iconograph.engine.embed import Embedder, ImageEmbeddings, embed
     from iconograph.engine.store import Store
     from iconograph.evaluation.compare import compare
     from iconograph.evaluation.detections import evaluate_detections
@@ -124,6 +125,7 @@ __all__ = [
     "compare",
     "describe",
     "detect",
+    "embed",
     "evaluate",
     "evaluate_detections",
     "iter_predictions",

@@ -389,3 +389,86 @@ def save_tiny_sam(directory: str | Path, *, image_size: int = 64, seed: int = 0,
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
+
+
+def save_tiny_clipseg(directory: str | Path, *, image_size: int = 64, seed: int = 0) -> Path:
+    """A CLIPSeg (``CLIPSegForImageSegmentation``) with its ``CLIPSegProcessor``: 64 px input, 16 px
+    patches, two-layer towers, a two-layer decoder; the offline CLIP tokenizer."""
+    import torch
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessor
+
+    vocab, _ = clip_bpe_vocab_and_merges()
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    config = CLIPSegConfig(
+        text_config=dict(
+            small,
+            vocab_size=len(vocab),
+            max_position_embeddings=77,
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"],
+        ),
+        vision_config=dict(small, image_size=image_size, patch_size=16),
+        projection_dim=16,
+        extract_layers=[0, 1],
+        reduce_dim=16,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=32,
+        conditional_layer=0,
+    )
+    torch.manual_seed(seed)
+    model = CLIPSegForImageSegmentation(config).eval()
+    image_processor = ViTImageProcessor(
+        size={"height": image_size, "width": image_size},
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+    )
+    directory = Path(directory)
+    model.save_pretrained(directory)
+    CLIPSegProcessor(image_processor=image_processor, tokenizer=clip_tokenizer()).save_pretrained(directory)
+    return directory
+
+
+def save_tiny_sam3(directory: str | Path, *, image_size: int = 56, seed: int = 0) -> Path:
+    """A SAM3 (``Sam3Model``, promptable concept segmentation) with its ``Sam3Processor``: 56 px
+    input, 14 px patches (a 4x4 grid), one- and two-layer towers, 10 queries; the offline CLIP
+    tokenizer (32 tokens, as SAM3's processor pads to)."""
+    import torch
+    from transformers import Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
+
+    hidden = 32
+    small = dict(hidden_size=hidden, intermediate_size=64, num_attention_heads=2)
+    grid = image_size // 14
+    config = Sam3Config(
+        vision_config=dict(
+            backbone_config=dict(
+                small,
+                model_type="sam3_vit_model",
+                num_hidden_layers=2,
+                image_size=image_size,
+                patch_size=14,
+                window_size=2,
+                global_attn_indexes=[1],
+                pretrain_image_size=image_size,
+            ),
+            fpn_hidden_size=hidden,
+            backbone_feature_sizes=[[grid * 4, grid * 4], [grid * 2, grid * 2], [grid, grid]],
+        ),
+        text_config=dict(
+            small, vocab_size=49408, projection_dim=hidden, num_hidden_layers=1, max_position_embeddings=32
+        ),
+        geometry_encoder_config=dict(small, num_layers=1),
+        detr_encoder_config=dict(small, num_layers=1),
+        detr_decoder_config=dict(small, num_layers=1, num_queries=10),
+        mask_decoder_config=dict(hidden_size=hidden, num_attention_heads=2),
+    )
+    torch.manual_seed(seed)
+    model = Sam3Model(config).eval()
+    processor = Sam3Processor(
+        image_processor=Sam3ImageProcessor(size={"height": image_size, "width": image_size}),
+        tokenizer=clip_tokenizer(32),
+    )
+    directory = Path(directory)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory

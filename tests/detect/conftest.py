@@ -42,3 +42,17 @@ def tiny_sam(tmp_path_factory) -> Path:
     from iconograph.testing import save_tiny_sam
 
     return save_tiny_sam(tmp_path_factory.mktemp("models") / "tiny-sam")
+
+
+@pytest.fixture(scope="session")
+def tiny_clipseg(tmp_path_factory) -> Path:
+    from iconograph.testing import save_tiny_clipseg
+
+    return save_tiny_clipseg(tmp_path_factory.mktemp("models") / "tiny-clipseg")
+
+
+@pytest.fixture(scope="session")
+def tiny_sam3(tmp_path_factory) -> Path:
+    from iconograph.testing import save_tiny_sam3
+
+    return save_tiny_sam3(tmp_path_factory.mktemp("models") / "tiny-sam3")

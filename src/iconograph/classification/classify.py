@@ -8,24 +8,31 @@ from pathlib import Path
 from iconograph.backends import DEFAULT_MODEL, Backend
 from iconograph.classification.results import Prediction, write_predictions
 from iconograph.classification.zeroshot import ZeroShotClassifier, parse_label_list, read_labels_file, read_thresholds
+from iconograph.engine.crops import CropOptions, crop_options, iter_crop_embeddings
 from iconograph.engine.embed import Embedder
 from iconograph.engine.runs import RunStats
 from iconograph.errors import OptionError
 from iconograph.reading.sources import Item, read_collection
 
 
-def iter_predictions(items: Sequence[Item | str], classifier, embedder: Embedder) -> Iterator[Prediction]:
+def iter_predictions(
+    items: Sequence[Item | str], classifier, embedder: Embedder, crop: CropOptions | None = None
+) -> Iterator[Prediction]:
     """Embed (through the cache) and classify chunk by chunk; failed images become error records.
 
     ``classifier`` is anything with ``predict(vectors) -> [labels per row]``: a prepared
     :class:`ZeroShotClassifier` or a trained head as :class:`~iconograph.learning.model_folder.HeadClassifier`.
+    With ``crop`` the image's box (or each box) is classified: one record per crop, with its ``box``.
     """
     paths = [item.path if isinstance(item, Item) else str(item) for item in items]
-    for chunk in embedder.iter_images(paths):
+    chunks = embedder.iter_images(paths) if crop is None else iter_crop_embeddings(embedder, paths, crop)
+    for chunk in chunks:
         ok = chunk.ok
         decided = iter(classifier.predict(chunk.vectors[ok]) if ok.any() else [])
-        for path, error in zip(chunk.paths, chunk.errors):
-            yield Prediction(path, error=error) if error is not None else Prediction(path, next(decided))
+        boxes = chunk.boxes or [None] * len(chunk.paths)
+        for path, error, box in zip(chunk.paths, chunk.errors, boxes):
+            labels = next(decided) if error is None else ()
+            yield Prediction(path, labels, error, tuple(box) if box is not None else None)
 
 
 def classify(
@@ -40,6 +47,12 @@ def classify(
     top_k: int | None = None,
     neutral: str = "object",
     embedder: Embedder | None = None,
+    crop: str | Path | None = None,
+    crop_query: str | None = None,
+    detector: str | None = None,
+    crop_mode: str = "largest",
+    crop_margin: float = 0.05,
+    crop_mask: bool = False,
     **embedder_options,
 ) -> list[Prediction]:
     """Zero-shot labels for every image in ``sources`` (files, folders, label files).
@@ -52,7 +65,13 @@ def classify(
     ``threshold`` is a number, per-label thresholds, or a thresholds file (CSV/JSON).
     ``embedder_options`` go to :class:`Embedder` (``store``, ``use_cache``, ``batch_size``,
     ``workers``, ``device``, ``progress``, ``runtime``).
+
+    Classify the object, not the photo: ``crop`` (a detect / segment JSONL or a COCO / VOC / YOLO
+    box file) or ``crop_query`` (a word the ``detector`` finds) picks each image's box;
+    ``crop_mode`` ``"largest"`` or ``"each"`` (a record per box), ``crop_margin`` widens it,
+    ``crop_mask`` blanks what is outside its mask (:mod:`iconograph.engine.crops`).
     """
+    cropping = crop_options(crop, crop_query, detector, crop_mode, crop_margin, crop_mask)
     items, classifier, embedder = _prepare(
         sources,
         labels,
@@ -66,7 +85,7 @@ def classify(
         top_k=top_k,
         neutral=neutral,
     )
-    return list(iter_predictions(items, classifier, embedder))
+    return list(iter_predictions(items, classifier, embedder, cropping))
 
 
 def run_classify(
@@ -82,10 +101,17 @@ def run_classify(
     neutral: str = "object",
     out: str | Path | None = None,
     embedder: Embedder | None = None,
+    crop: str | Path | None = None,
+    crop_query: str | None = None,
+    detector: str | None = None,
+    crop_mode: str = "largest",
+    crop_margin: float = 0.05,
+    crop_mask: bool = False,
     **embedder_options,
 ) -> RunStats:
     """:func:`classify` written to ``out`` (JSONL or CSV by suffix; ``None``: JSONL on stdout) as
     the records stream in; returns the run's counts (``iconograph classify``)."""
+    cropping = crop_options(crop, crop_query, detector, crop_mode, crop_margin, crop_mask)
     items, classifier, embedder = _prepare(
         sources,
         labels,
@@ -99,7 +125,8 @@ def run_classify(
         top_k=top_k,
         neutral=neutral,
     )
-    return write_predictions_run(iter_predictions(items, classifier, embedder), len(items), embedder, out)
+    predictions = iter_predictions(items, classifier, embedder, cropping)
+    return write_predictions_run(predictions, len(items), embedder, out)
 
 
 def _prepare(sources, labels, labels_file, threshold, model, embedder, embedder_options, **zero_shot_settings):

@@ -30,18 +30,23 @@ class Prediction:
     path: str
     labels: tuple[LabelScore, ...] = ()
     error: str | None = None
+    box: tuple[float, float, float, float] | None = None  # with --crop: the box the crop came from
 
     def to_record(self) -> dict:
-        return {
+        record = {
             "path": self.path,
             "labels": [{"label": ls.label, "score": float(ls.score)} for ls in self.labels],
             "error": self.error,
         }
+        if self.box is not None:
+            record["box"] = [float(v) for v in self.box]
+        return record
 
     @classmethod
     def from_record(cls, record: dict) -> Prediction:
         labels = tuple(LabelScore(str(d["label"]), float(d["score"])) for d in record.get("labels") or [])
-        return cls(str(record["path"]), labels, record.get("error"))
+        box = record.get("box")
+        return cls(str(record["path"]), labels, record.get("error"), tuple(box) if box else None)
 
     @property
     def label_names(self) -> list[str]:

@@ -100,6 +100,28 @@ ExactDecodeOpt = Annotated[
 ProgressOpt = Annotated[
     Optional[bool], typer.Option("--progress/--no-progress", help="Progress bars (default: when stderr is a terminal).")
 ]
+CropOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--crop", help="Embed each image's box, not the photo: a detect/segment JSONL or a COCO/VOC/YOLO box file."
+    ),
+]
+CropQueryOpt = Annotated[
+    Optional[str], typer.Option("--crop-query", help="Embed the box --detector finds for this word (e.g. coin).")
+]
+CropDetectorOpt = Annotated[
+    Optional[str],
+    typer.Option("--detector", help="For --crop-query: OWL-ViT / OWLv2 (boxes) or SAM3 / CLIPSeg (masks)."),
+]
+CropModeOpt = Annotated[
+    str, typer.Option("--crop-mode", help="largest: the largest box per image; each: one record per box.")
+]
+CropMarginOpt = Annotated[
+    float, typer.Option("--crop-margin", min=0.0, help="Widen the box by this fraction of its size on every side.")
+]
+CropMaskOpt = Annotated[
+    bool, typer.Option("--crop-mask", help="Blank the crop outside the box's mask (when it has one).")
+]
 
 
 def unit_interval(value: float | None) -> float | None:
@@ -188,3 +210,15 @@ def open_store(store: str | None, storage_option: list[str] | None):
 def engine_options(engine: str | None, ray_address: str | None, actors: int | None) -> dict:
     """``--engine``, ``--ray-address`` and ``--actors`` as keywords of the embedder or job runner."""
     return {"engine": engine, "ray_address": ray_address, "actors": actors}
+
+
+def crop_kwargs(crop, crop_query, detector, crop_mode, crop_margin, crop_mask) -> dict:
+    """The ``--crop*`` options as keywords of classify / embed."""
+    return {
+        "crop": crop,
+        "crop_query": crop_query,
+        "detector": detector,
+        "crop_mode": crop_mode,
+        "crop_margin": crop_margin,
+        "crop_mask": crop_mask,
+    }

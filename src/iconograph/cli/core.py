@@ -11,6 +11,12 @@ from iconograph.backends import DEFAULT_MODEL
 from iconograph.cli.common import (
     ActorsOpt,
     BatchOpt,
+    CropDetectorOpt,
+    CropMarginOpt,
+    CropMaskOpt,
+    CropModeOpt,
+    CropOpt,
+    CropQueryOpt,
     DeviceOpt,
     EngineOpt,
     ExactDecodeOpt,
@@ -26,6 +32,7 @@ from iconograph.cli.common import (
     StrictOpt,
     WorkersOpt,
     app,
+    crop_kwargs,
     echo_stderr,
     embedder_options,
     engine_options,
@@ -78,6 +85,12 @@ def classify(
     ray_address: RayAddressOpt = None,
     actors: ActorsOpt = None,
     storage_option: StorageOptionOpt = None,
+    crop: CropOpt = None,
+    crop_query: CropQueryOpt = None,
+    detector: CropDetectorOpt = None,
+    crop_mode: CropModeOpt = "largest",
+    crop_margin: CropMarginOpt = 0.05,
+    crop_mask: CropMaskOpt = False,
 ):
     """Zero-shot labels for every image: one JSON record per image, in input order."""
     from iconograph.classification.classify import run_classify
@@ -93,6 +106,7 @@ def classify(
         top_k=top_k,
         neutral=neutral,
         out=out,
+        **crop_kwargs(crop, crop_query, detector, crop_mode, crop_margin, crop_mask),
         **embedder_options(
             open_store(store, storage_option), no_cache, batch_size, workers, device, progress, runtime, exact_decode
         ),
@@ -123,6 +137,12 @@ def embed(
     ray_address: RayAddressOpt = None,
     actors: ActorsOpt = None,
     storage_option: StorageOptionOpt = None,
+    crop: CropOpt = None,
+    crop_query: CropQueryOpt = None,
+    detector: CropDetectorOpt = None,
+    crop_mode: CropModeOpt = "largest",
+    crop_margin: CropMarginOpt = 0.05,
+    crop_mask: CropMaskOpt = False,
 ):
     """Compute (or fetch from the cache) image embeddings."""
     from iconograph.engine.embed import run_embed
@@ -132,6 +152,7 @@ def embed(
         model,
         out=out,
         log=echo_stderr,
+        **crop_kwargs(crop, crop_query, detector, crop_mode, crop_margin, crop_mask),
         **embedder_options(
             open_store(store, storage_option), no_cache, batch_size, workers, device, progress, runtime, exact_decode
         ),

@@ -10,6 +10,12 @@ import typer
 from iconograph.backends import DEFAULT_MODEL
 from iconograph.cli.common import (
     BatchOpt,
+    CropDetectorOpt,
+    CropMarginOpt,
+    CropMaskOpt,
+    CropModeOpt,
+    CropOpt,
+    CropQueryOpt,
     DeviceOpt,
     ExactDecodeOpt,
     NoCacheOpt,
@@ -20,6 +26,7 @@ from iconograph.cli.common import (
     StrictOpt,
     WorkersOpt,
     app,
+    crop_kwargs,
     echo_stderr,
     embedder_options,
     positive,
@@ -107,6 +114,11 @@ def train(
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
     exact_decode: ExactDecodeOpt = False,
+    crop: CropOpt = None,
+    crop_query: CropQueryOpt = None,
+    detector: CropDetectorOpt = None,
+    crop_margin: CropMarginOpt = 0.05,
+    crop_mask: CropMaskOpt = False,
 ):
     """Train a head on cached embeddings (or fine-tune the backbone) and save a model folder."""
     from iconograph.learning.finetune import FineTuneConfig
@@ -151,6 +163,7 @@ def train(
         report=report,
         log=echo_stderr,
         **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime, exact_decode),
+        **crop_kwargs(crop, crop_query, detector, "largest", crop_margin, crop_mask),
     )
     _print_metrics(model.info["metrics"])
     echo_stderr(f"model -> {out}")
@@ -191,11 +204,18 @@ def predict(
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
     exact_decode: ExactDecodeOpt = False,
+    crop: CropOpt = None,
+    crop_query: CropQueryOpt = None,
+    detector: CropDetectorOpt = None,
+    crop_mode: CropModeOpt = "largest",
+    crop_margin: CropMarginOpt = 0.05,
+    crop_mask: CropMaskOpt = False,
 ):
     """Labels from a trained model for every image: the same JSONL records as `classify`."""
     from iconograph.learning.model_folder import run_predict
 
     options = embedder_options(store, no_cache, batch_size, workers, device, progress, runtime, exact_decode)
+    options.update(crop_kwargs(crop, crop_query, detector, crop_mode, crop_margin, crop_mask))
     report_run(run_predict(model, sources, out=out, top_k=top_k, **options), strict)
 
 

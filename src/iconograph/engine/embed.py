@@ -42,6 +42,7 @@ class ImageEmbeddings:
     hashes: list[str | None]
     computed: int = 0
     cached: int = 0
+    boxes: list | None = None  # with crops: the [x1, y1, x2, y2] each row was cut from (None: no box)
 
     @property
     def ok(self) -> np.ndarray:
@@ -61,6 +62,7 @@ class ImageEmbeddings:
             [h for part in parts for h in part.hashes],
             sum(part.computed for part in parts),
             sum(part.cached for part in parts),
+            [b for part in parts for b in part.boxes] if parts and all(p.boxes is not None for p in parts) else None,
         )
 
 
@@ -278,21 +280,71 @@ def _to_embeddings(results: list[ImageResult]) -> ImageEmbeddings:
     )
 
 
+def embed(
+    sources: str | Iterable[str],
+    model: Backend | str = DEFAULT_MODEL,
+    *,
+    crop: str | Path | None = None,
+    crop_query: str | None = None,
+    detector: str | None = None,
+    crop_mode: str = "largest",
+    crop_margin: float = 0.05,
+    crop_mask: bool = False,
+    embedder: Embedder | None = None,
+    **embedder_options,
+) -> ImageEmbeddings:
+    """Embeddings of every image in ``sources`` (through the cache), one row per image.
+
+    >>> found = ig.embed("coins/", crop_query="coin", detector="google/owlv2-base-patch16")
+    >>> found.vectors, found.boxes  # one row per coin (the largest per photo), and its box
+
+    With ``crop`` (a box file) or ``crop_query`` (a word the ``detector`` finds) the box is
+    embedded instead of the photo: ``crop_mode`` ``"largest"`` or ``"each"`` (a row per box),
+    ``crop_margin``, ``crop_mask`` (:mod:`iconograph.engine.crops`). ``embedder_options`` go to
+    :class:`Embedder`.
+    """
+    from iconograph.engine.crops import crop_options, iter_crop_embeddings
+    from iconograph.reading.sources import read_collection
+
+    cropping = crop_options(crop, crop_query, detector, crop_mode, crop_margin, crop_mask)
+    paths = [item.path for item in read_collection(sources)]
+    embedder = embedder or Embedder(model, **embedder_options)
+    if cropping is None:
+        return embedder.embed_images(paths)
+    return ImageEmbeddings.concatenate(list(iter_crop_embeddings(embedder, paths, cropping)))
+
+
 def run_embed(
     sources: str | Iterable[str],
     model: Backend | str = DEFAULT_MODEL,
     *,
     out: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    crop: str | Path | None = None,
+    crop_query: str | None = None,
+    detector: str | None = None,
+    crop_mode: str = "largest",
+    crop_margin: float = 0.05,
+    crop_mask: bool = False,
     **embedder_options,
 ) -> RunStats:
     """Embed every image in ``sources`` into the cache and, with ``out``, write the vectors there
-    (``iconograph embed``); ``log`` gets a ``path: error`` line per failed image."""
+    (``iconograph embed``); ``log`` gets a ``path: error`` line per failed image. The crop
+    options are :func:`embed`'s."""
     from iconograph.reading.sources import read_collection
 
     items = read_collection(sources)
     embedder = Embedder(model, **embedder_options)
-    result = embedder.embed_images([item.path for item in items])
+    result = embed(
+        [item.path for item in items],
+        crop=crop,
+        crop_query=crop_query,
+        detector=detector,
+        crop_mode=crop_mode,
+        crop_margin=crop_margin,
+        crop_mask=crop_mask,
+        embedder=embedder,
+    )
     if out is not None:
         write_embeddings(result, out)
     failures = [(path, error) for path, error in zip(result.paths, result.errors) if error is not None]
@@ -312,27 +364,35 @@ def write_embeddings(result: ImageEmbeddings, path) -> None:
     path = Path(path)
     suffix = path.suffix.lower()
     errors = ["" if e is None else e for e in result.errors]
+    boxes = result.boxes
     if suffix == ".npz":
         buffer = io.BytesIO()
-        np.savez(buffer, paths=np.array(result.paths), vectors=result.vectors, errors=np.array(errors))
+        arrays = {"paths": np.array(result.paths), "vectors": result.vectors, "errors": np.array(errors)}
+        if boxes is not None:  # with crops: each row's box, NaN for an image without one
+            arrays["boxes"] = np.array([b if b is not None else [np.nan] * 4 for b in boxes], np.float64)
+        np.savez(buffer, **arrays)
         atomic_write_bytes(path, buffer.getvalue())
     elif suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         dim = result.vectors.shape[1]
-        table = pa.table(
-            {
-                "path": result.paths,
-                "vector": pa.FixedSizeListArray.from_arrays(pa.array(result.vectors.reshape(-1)), dim),
-                "error": [e or None for e in errors],
-            }
-        )
+        columns = {
+            "path": result.paths,
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(result.vectors.reshape(-1)), dim),
+            "error": [e or None for e in errors],
+        }
+        if boxes is not None:
+            columns["box"] = pa.array(boxes, pa.list_(pa.float64(), 4))
+        table = pa.table(columns)
         with atomic_open(path, "wb") as handle:
             pq.write_table(table, handle)
     elif suffix in (".jsonl", ".ndjson"):
         with RecordWriter(path) as writer:
-            for p, v, e in zip(result.paths, result.vectors, result.errors):
-                writer.write({"path": p, "vector": None if e else v.tolist(), "error": e})
+            for i, (p, v, e) in enumerate(zip(result.paths, result.vectors, result.errors)):
+                record = {"path": p, "vector": None if e else v.tolist(), "error": e}
+                if boxes is not None:
+                    record["box"] = boxes[i]
+                writer.write(record)
     else:
         raise OptionError(f"{path}: embeddings can be written as .npz, .parquet or .jsonl")

@@ -62,6 +62,10 @@ class ImageJob(Protocol):
     # Optional: def item_key(self, path, content_hash) -> str, the cache key of one image when its
     # result depends on more than its content (segment's per-image box prompts); the job's
     # run_batch then takes a third argument, the keys of the batch's images, in order.
+    # Optional (with item_key): def item_source(self, item) -> str, the file an item is read from
+    # when items are not file paths (crops: several items per file), and
+    # def make_item_preprocess(self) -> Callable[[item, image], tensor], used instead of
+    # make_preprocess (it runs in worker processes, so it must pickle).
 
 
 def default_workers() -> int:
@@ -131,7 +135,7 @@ class ImageJobRunner:
             self.cache.compact()
 
     def _run_chunk(self, paths: list[str], advance) -> list[ImageResult]:
-        hashes, errors = hash_files(paths)
+        hashes, errors = hash_files(self._sources(paths))
         keys = [self._key(path, h) for path, h in zip(paths, hashes)]
         known = self.cache.lookup([k for k in keys if k]) if self.cache is not None else {}
         values = [known.get(k) if k else None for k in keys]
@@ -153,14 +157,17 @@ class ImageJobRunner:
             return
         if hasattr(self.job, "before_compute"):
             self.job.before_compute(len(jobs))
+        items = [path for _, path in jobs]
+        per_item = hasattr(self.job, "make_item_preprocess")
         loader = make_loader(
-            [path for _, path in jobs],
-            self.job.make_preprocess(),
+            self._sources(items),
+            self.job.make_item_preprocess() if per_item else self.job.make_preprocess(),
             self.batch_size,
             self.workers,
             self.max_pixels,
             self.job.device,
             min_size=self.job.decode_min_size() if hasattr(self.job, "decode_min_size") else None,
+            items=items if per_item else None,
         )
         pending_keys: list[str] = []
         pending_values: list = []
@@ -187,6 +194,11 @@ class ImageJobRunner:
         finally:
             self._flush(pending_keys, pending_values)
 
+    def _sources(self, items: list[str]) -> list[str]:
+        """The files the items are read from (the items themselves, unless the job says otherwise)."""
+        source = getattr(self.job, "item_source", None)
+        return [source(item) for item in items] if source is not None else items
+
     def _key(self, path: str, content_hash: str | None) -> str | None:
         if content_hash is None or not hasattr(self.job, "item_key"):
             return content_hash
@@ -209,7 +221,7 @@ class ImageJobRunner:
 
         if hasattr(self.job, "item_key"):
             raise OptionError(
-                "--engine ray runs jobs cached by content only; this job keys its cache per image prompts"
+                "--engine ray runs jobs cached by content only; this job keys its cache per image prompts or crops"
             )
         with progress_bar(len(paths), self.description, self.progress) as advance:
             chunks, rows, jobs, first_misses = self._plan_ray(paths, advance)
@@ -343,13 +355,23 @@ class Batch:
 
 
 class DecodeDataset:
-    """Map-style dataset: position -> (position, tensor | None, content hash, error, (w, h))."""
+    """Map-style dataset: position -> (position, tensor | None, content hash, error, (w, h)).
 
-    def __init__(self, paths: Sequence[str], preprocess, max_pixels: int | None = None, min_size: int | None = None):
+    With ``items`` (one per path), ``preprocess`` is called as ``preprocess(item, image)``."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        preprocess,
+        max_pixels: int | None = None,
+        min_size: int | None = None,
+        items: Sequence[str] | None = None,
+    ):
         self.paths = list(paths)
         self.preprocess = preprocess
         self.max_pixels = max_pixels
         self.min_size = min_size  # None: exact full-size decoding
+        self.items = None if items is None else list(items)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -361,7 +383,8 @@ class DecodeDataset:
         except DecodeError as exc:
             return position, None, None, str(exc), None
         try:
-            return position, self.preprocess(image), content_hash(data), None, image.size
+            pixels = self.preprocess(image) if self.items is None else self.preprocess(self.items[position], image)
+            return position, pixels, content_hash(data), None, image.size
         except Exception as exc:  # a model-specific transform failing on one odd image
             return position, None, None, f"preprocessing failed: {one_line(exc)}", None
 
@@ -406,6 +429,7 @@ def make_loader(
     max_pixels: int | None,
     device: str,
     min_size: int | None = None,
+    items: Sequence[str] | None = None,
 ) -> Iterable[Batch]:
     import torch
     from torch.utils.data import DataLoader
@@ -415,7 +439,7 @@ def make_loader(
     set_torch_threads()
     workers = min(workers, max(0, len(paths) // max(1, batch_size)))  # tiny jobs: no process start-up
     return DataLoader(
-        DecodeDataset(paths, preprocess, max_pixels, min_size),
+        DecodeDataset(paths, preprocess, max_pixels, min_size, items),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=collate,

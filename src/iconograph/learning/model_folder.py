@@ -79,12 +79,15 @@ class TrainedModel:
         return Embedder(self.load_backbone(device), device=device, **options)
 
     def predict(self, sources: str | Iterable[str], *, embedder=None, top_k: int | None = None, **embedder_options):
-        """Predictions (the ``classify`` JSONL contract) for every image in ``sources``."""
+        """Predictions (the ``classify`` JSONL contract) for every image in ``sources``; the crop
+        keywords of :func:`iconograph.classify` (``crop``, ``crop_query``, ...) classify boxes."""
         from iconograph.classification.classify import iter_predictions
+        from iconograph.engine.crops import pop_crop_options
         from iconograph.reading.sources import read_collection
 
+        crop = pop_crop_options(embedder_options)
         embedder = embedder or self.embedder(**embedder_options)
-        return list(iter_predictions(read_collection(sources), HeadClassifier(self.head, top_k), embedder))
+        return list(iter_predictions(read_collection(sources), HeadClassifier(self.head, top_k), embedder, crop))
 
     def write_predictions(
         self, sources: str | Iterable[str], out: str | Path | None, *, top_k: int | None = None, **embedder_options
@@ -92,11 +95,13 @@ class TrainedModel:
         """:meth:`predict` written as it runs to ``out`` (JSONL or CSV by suffix; ``None``: JSONL on
         stdout); returns the run's counts."""
         from iconograph.classification.classify import iter_predictions, write_predictions_run
+        from iconograph.engine.crops import pop_crop_options
         from iconograph.reading.sources import read_collection
 
+        crop = pop_crop_options(embedder_options)
         items = read_collection(sources)
         embedder = self.embedder(**embedder_options)
-        predictions = iter_predictions(items, HeadClassifier(self.head, top_k), embedder)
+        predictions = iter_predictions(items, HeadClassifier(self.head, top_k), embedder, crop)
         return write_predictions_run(predictions, len(items), embedder, out)
 
     # ---- files ------------------------------------------------------------------------

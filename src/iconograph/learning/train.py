@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from iconograph.backends import DEFAULT_MODEL, Backend, load_model
+from iconograph.engine.crops import pop_crop_options
 from iconograph.engine.embed import Embedder
 from iconograph.errors import DataError, OptionError
 from iconograph.learning.heads import Head, make_head
@@ -174,6 +175,9 @@ def _fit(
     log: Callable[[str], None],
     **embedder_options,
 ) -> TrainedModel:
+    crop = pop_crop_options(embedder_options)
+    if crop is not None and crop.mode != "largest":
+        raise OptionError("train crops each image to its largest box (--crop-mode each is for classify and predict)")
     items = labelled_items(sources, truth)
     multi_label = is_multi_label_items(items) if multi_label is None else multi_label
     split, table = prepare_split(items, min_count=min_count, val=val, test=test, seed=seed, multi_label=multi_label)
@@ -181,6 +185,8 @@ def _fit(
     backend = load_model(backbone, embedder_options.get("device"))
     kind = head if isinstance(head, str) else head.kind
     if kind == FINETUNE:
+        if crop is not None:
+            raise OptionError("fine-tuning reads whole images; --crop works with the heads")
         if out is None:
             raise OptionError("fine-tuning needs --out: the tuned backbone is saved in the model folder")
         return _finetune(
@@ -197,8 +203,8 @@ def _fit(
             context={"min_count": min_count, "table": table, "seed": seed, "val": val, "test": test},
         )
     embedder = Embedder(backend, **embedder_options)
-    train_x, train_y = _embed(embedder, split.train, log)
-    val_x, val_y = _embed(embedder, split.val, log)
+    train_x, train_y = _embed(embedder, split.train, log, crop)
+    val_x, val_y = _embed(embedder, split.val, log, crop)
     model_head = (
         make_head(head, multi_label=multi_label, max_labels=max_labels, **(head_params or {}))
         if isinstance(head, str)
@@ -208,21 +214,30 @@ def _fit(
     model_head.fit(train_x, train_y, eval_set=(val_x, val_y) if len(val_y) else None)
     if len(val_y):
         model_head.calibrate(val_x, val_y)
-    info = _info(model_head, split, table, min_count, seed, val, test, extra={})
+    extra = {"crop": _describe_crop(crop)} if crop is not None else {}
+    info = _info(model_head, split, table, min_count, seed, val, test, extra=extra)
     model = TrainedModel(model_head, describe_backbone(backend), info)
-    _evaluate_splits(model, embedder, split, multi_label, out)
+    _evaluate_splits(model, embedder, split, multi_label, out, crop)
     if out is not None:
         model.save(out)
     return model
 
 
-def _embed(embedder: Embedder, items: Sequence[Item], log) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+def _embed(embedder: Embedder, items: Sequence[Item], log, crop=None) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """Embeddings of the items (of each item's largest box, with ``crop``) and their labels."""
     if not items:
         return np.zeros((0, 0), np.float32), []
-    result = embedder.embed_images([item.path for item in items])
+    paths = [item.path for item in items]
+    if crop is None:
+        result = embedder.embed_images(paths)
+    else:
+        from iconograph.engine.crops import iter_crop_embeddings
+        from iconograph.engine.embed import ImageEmbeddings
+
+        result = ImageEmbeddings.concatenate(list(iter_crop_embeddings(embedder, paths, crop)))
     ok = result.ok
     if not ok.all():
-        log(f"{int((~ok).sum())} unreadable images left out")
+        log(f"{int((~ok).sum())} unreadable images{' or images without a box' if crop else ''} left out")
     return result.vectors[ok], [item.labels for item, good in zip(items, ok) if good]
 
 
@@ -286,7 +301,18 @@ def test_split_truth(model_dir: str | os.PathLike) -> list[Item]:
     return [item for item in read_collection(Path(model_dir) / SPLITS_FILE) if item.meta.get("split") == "test"]
 
 
-def _evaluate_splits(model: TrainedModel, embedder: Embedder, split: Split, multi_label: bool, out) -> None:
+def _describe_crop(crop) -> dict:
+    """How the training images were cropped (recorded in the model folder; predict needs the same)."""
+    return {
+        "boxes": None if crop.boxes is None else str(crop.boxes),
+        "query": crop.query,
+        "detector": crop.detector,
+        "margin": crop.margin,
+        "mask": crop.mask,
+    }
+
+
+def _evaluate_splits(model: TrainedModel, embedder: Embedder, split: Split, multi_label: bool, out, crop=None) -> None:
     """Validation and test metrics through the prediction path; test predictions kept beside the model."""
     from iconograph.classification.classify import iter_predictions
     from iconograph.classification.results import write_predictions
@@ -298,7 +324,7 @@ def _evaluate_splits(model: TrainedModel, embedder: Embedder, split: Split, mult
     for name, items in (("val", split.val), ("test", split.test)):
         if not items:
             continue
-        predictions = list(iter_predictions(items, HeadClassifier(model.head), embedder))
+        predictions = list(iter_predictions(items, HeadClassifier(model.head), embedder, crop))
         truth = {item.path: item.labels for item in items}
         model.info["metrics"][name] = evaluate(predictions, truth, multi_label=multi_label)
         if name == "test" and out is not None:

@@ -1,6 +1,8 @@
 """Segmentation: instance masks from box prompts (SAM-family models), boxes from the detector for
-word prompts, JSONL / COCO instance segmentation / PNG label maps, annotated images."""
+word prompts, masks from words directly (SAM3, CLIPSeg), everything from a point grid (--auto);
+JSONL / COCO instance segmentation / PNG label maps, annotated images."""
 
+from iconograph.segmentation.auto import AutoMaskSegmenter, AutoMaskSettings
 from iconograph.segmentation.run import (
     SegmentationResult,
     iter_segmentations,
@@ -9,9 +11,15 @@ from iconograph.segmentation.run import (
     segment,
 )
 from iconograph.segmentation.sam import DEFAULT_SEGMENTER, SamSegmenter
+from iconograph.segmentation.words import ClipSegSegmenter, Sam3Segmenter, WordSegmenter
 
 __all__ = [
     "DEFAULT_SEGMENTER",
+    "AutoMaskSegmenter",
+    "AutoMaskSettings",
+    "ClipSegSegmenter",
+    "Sam3Segmenter",
+    "WordSegmenter",
     "SamSegmenter",
     "SegmentationResult",
     "iter_segmentations",
