@@ -204,6 +204,9 @@ def run_pipeline(
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cpus,
             num_gpus=gpus,
+            # A model actor whose process dies (killed, out of memory, a lost node) is started
+            # again and its unfinished batches are sent again: Ray Data creates its pool actors
+            # with max_restarts=-1 and max_task_retries=-1 (passing them here is deprecated).
         )
     )
     for row in dataset.iter_rows():
