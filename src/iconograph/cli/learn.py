@@ -9,11 +9,14 @@ import typer
 
 from iconograph.backends import DEFAULT_MODEL
 from iconograph.cli.common import (
+    ActorsOpt,
     BatchOpt,
     DeviceOpt,
+    EngineOpt,
     ExactDecodeOpt,
     NoCacheOpt,
     ProgressOpt,
+    RayAddressOpt,
     RuntimeOpt,
     Sources,
     StoreOpt,
@@ -22,6 +25,7 @@ from iconograph.cli.common import (
     app,
     echo_stderr,
     embedder_options,
+    engine_options,
     positive,
     report_run,
     unit_interval,
@@ -191,11 +195,15 @@ def predict(
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = "auto",
     exact_decode: ExactDecodeOpt = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    actors: ActorsOpt = None,
 ):
     """Labels from a trained model for every image: the same JSONL records as `classify`."""
     from iconograph.learning.model_folder import run_predict
 
     options = embedder_options(store, no_cache, batch_size, workers, device, progress, runtime, exact_decode)
+    options.update(engine_options(engine, ray_address, actors))
     report_run(run_predict(model, sources, out=out, top_k=top_k, **options), strict)
 
 
