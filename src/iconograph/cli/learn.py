@@ -156,6 +156,8 @@ def train(
         log=echo_stderr,
         **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime, exact_decode),
     )
+    if model is None:  # under torchrun, a process other than rank 0: rank 0 reports and writes
+        return
     _print_metrics(model.info["metrics"])
     echo_stderr(f"model -> {out}")
 
