@@ -156,3 +156,14 @@ def wait_for_epoch(checkpoint, epoch: int, process: subprocess.Popen, timeout: f
             pass
         time.sleep(0.05)
     raise AssertionError(f"no checkpoint of epoch {epoch} in time")
+
+
+def test_a_global_batch_that_does_not_split_is_a_usage_error(tiny_timm, monkeypatch):
+    from iconograph.backends import load_model
+    from iconograph.errors import OptionError
+    from iconograph.learning.finetune import FineTuneConfig, FineTuner
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(OptionError, match="--batch-size 30 is the global batch and must divide by the 4 processes"):
+        FineTuner(load_model(str(tiny_timm)), ["a", "b"], False, FineTuneConfig(batch_size=30, workers=0))
