@@ -472,3 +472,36 @@ def save_tiny_sam3(directory: str | Path, *, image_size: int = 56, seed: int = 0
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
+
+class SlowJob:
+    """An image job that waits ``seconds`` before each batch of ``job`` and is otherwise ``job``.
+
+    For fault tests: a run that would finish in a blink is still under way when a test kills one
+    of its processes. It reaches Ray actors as ``job`` does (``for_worker``), plus the wait.
+    """
+
+    def __init__(self, job, seconds: float):
+        self.job = job
+        self.seconds = seconds
+
+    def __getattr__(self, name: str):
+        if name == "job":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.job, name)
+
+    def run_batch(self, pixels, sizes):
+        import time
+
+        time.sleep(self.seconds)
+        return self.job.run_batch(pixels, sizes)
+
+    def for_worker(self):
+        from functools import partial
+
+        from iconograph.engine.ray_engine import worker_factory
+
+        return partial(_slow_job, worker_factory(self.job), self.seconds)
+
+
+def _slow_job(factory, seconds: float) -> SlowJob:
+    return SlowJob(factory(), seconds)

@@ -9,6 +9,7 @@ import typer
 
 from iconograph.backends import DEFAULT_MODEL
 from iconograph.cli.common import (
+    ActorsOpt,
     BatchOpt,
     CropDetectorOpt,
     CropMarginOpt,
@@ -17,9 +18,11 @@ from iconograph.cli.common import (
     CropOpt,
     CropQueryOpt,
     DeviceOpt,
+    EngineOpt,
     ExactDecodeOpt,
     NoCacheOpt,
     ProgressOpt,
+    RayAddressOpt,
     RuntimeOpt,
     Sources,
     StoreOpt,
@@ -29,6 +32,7 @@ from iconograph.cli.common import (
     crop_kwargs,
     echo_stderr,
     embedder_options,
+    engine_options,
     positive,
     report_run,
     unit_interval,
@@ -165,6 +169,8 @@ def train(
         **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime, exact_decode),
         **crop_kwargs(crop, crop_query, detector, "largest", crop_margin, crop_mask),
     )
+    if model is None:  # under torchrun, a process other than rank 0: rank 0 reports and writes
+        return
     _print_metrics(model.info["metrics"])
     echo_stderr(f"model -> {out}")
 
@@ -210,12 +216,16 @@ def predict(
     crop_mode: CropModeOpt = "largest",
     crop_margin: CropMarginOpt = 0.05,
     crop_mask: CropMaskOpt = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    actors: ActorsOpt = None,
 ):
     """Labels from a trained model for every image: the same JSONL records as `classify`."""
     from iconograph.learning.model_folder import run_predict
 
     options = embedder_options(store, no_cache, batch_size, workers, device, progress, runtime, exact_decode)
     options.update(crop_kwargs(crop, crop_query, detector, crop_mode, crop_margin, crop_mask))
+    options.update(engine_options(engine, ray_address, actors))
     report_run(run_predict(model, sources, out=out, top_k=top_k, **options), strict)
 
 

@@ -10,14 +10,18 @@ from typing import Annotated, Optional
 import typer
 
 from iconograph.cli.common import (
+    ActorsOpt,
     BatchOpt,
     DeviceOpt,
+    EngineOpt,
     ExactDecodeOpt,
     ProgressOpt,
+    RayAddressOpt,
     StoreOpt,
     WorkersOpt,
     app,
     echo_stderr,
+    engine_options,
     unit_interval,
     user_errors,
 )
@@ -94,6 +98,9 @@ def index(
     store: StoreOpt = None,
     progress: ProgressOpt = None,
     exact_decode: ExactDecodeOpt = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    actors: ActorsOpt = None,
 ):
     """Embed (what the cache lacks), optionally tag, and index images for search and review;
     --target-recall / --bench tune and measure the ANN query settings of the collection."""
@@ -127,6 +134,7 @@ def index(
             device=device,
             progress=progress,
             exact_decode=exact_decode,
+            **engine_options(engine, ray_address, actors),
         )
         for path, error in report.failed:
             echo_stderr(f"{path}: {error}")

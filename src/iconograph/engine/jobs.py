@@ -8,10 +8,13 @@ Per chunk of paths, in input order:
    batches (the upright decoded size travels along, so boxes map back to pixels); a job that
    defines ``decode_min_size()`` has large images decoded at reduced scale, their shorter edge
    never below that size (``reading.decode``); the others decode exactly;
-4. append new results to the cache every ``flush_every`` images (one atomic Lance commit each);
+4. append new results to the cache every ``flush_every`` images, or as soon as ``flush_seconds``
+   have passed since the last append (one atomic Lance commit each; a key already in the table is
+   never appended again);
 5. yield one :class:`ImageResult` per path; unreadable files are error results, not crashes.
 
-A run killed at any point loses at most the unflushed results; the next run computes only those.
+A run killed at any point loses at most the unflushed results (``flush_every`` images or
+``flush_seconds`` of work); the next run computes only those.
 
 With ``engine="ray"`` steps 3 and 4 run on a Ray cluster (:mod:`iconograph.engine.ray_engine`):
 the same decoding, the same batches and the same ``run_batch``, so the results are the same.
@@ -20,6 +23,7 @@ the same decoding, the same batches and the same ``run_batch``, so the results a
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +34,8 @@ from iconograph.engine.progress import progress_bar
 from iconograph.engine.store import KeyedCache, RecordCache, Store
 from iconograph.errors import OptionError
 from iconograph.reading.decode import DecodeError, content_hash, decode_bytes, one_line, read_bytes
+
+DEFAULT_FLUSH_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,15 @@ class ImageJob(Protocol):
     # make_preprocess (it runs in worker processes, so it must pickle).
 
 
+def default_flush_seconds() -> float:
+    """``$ICONOGRAPH_FLUSH_SECONDS``, else 10: how much work a killed run may lose at most."""
+    value = os.environ.get("ICONOGRAPH_FLUSH_SECONDS")
+    try:
+        return DEFAULT_FLUSH_SECONDS if value is None else max(0.0, float(value))
+    except ValueError:
+        raise OptionError(f"ICONOGRAPH_FLUSH_SECONDS must be a number of seconds, not {value!r}") from None
+
+
 def default_workers() -> int:
     """Decode workers: one per spare core (at least one), capped at 8."""
     return max(1, min(8, len(os.sched_getaffinity(0)) - 1))
@@ -92,6 +107,7 @@ class ImageJobRunner:
         workers: int | None = None,
         chunk_size: int = 1024,
         flush_every: int = 64,
+        flush_seconds: float | None = None,
         max_pixels: int | None = None,
         progress: bool | None = None,
         description: str = "processing images",
@@ -111,6 +127,8 @@ class ImageJobRunner:
         self.workers = default_workers() if workers is None else workers
         self.chunk_size = chunk_size
         self.flush_every = flush_every
+        self.flush_seconds = default_flush_seconds() if flush_seconds is None else flush_seconds
+        self._last_flush = time.monotonic()
         self.max_pixels = max_pixels
         self.progress = progress
         self.description = description
@@ -189,7 +207,7 @@ class ImageJobRunner:
                     else:
                         yield ids, None, error
                     advance(len(ids))
-                if len(pending_keys) >= self.flush_every:
+                if self._flush_due(pending_keys):
                     self._flush(pending_keys, pending_values)
         finally:
             self._flush(pending_keys, pending_values)
@@ -232,6 +250,7 @@ class ImageJobRunner:
                 rows_left[jobs[row[0][0]][0]] += 1
             pending_keys: list[str] = []
             pending_values: list = []
+            rows_seen: set[int] = set()
             done = 0
             results = (
                 run_pipeline(
@@ -256,7 +275,10 @@ class ImageJobRunner:
                             for f in zip(*(chunk[k] for k in ("paths", "values", "errors", "cached", "hashes")))
                         ]
                         continue
-                    _, positions, hashes, values, errors = next(results)
+                    row, positions, hashes, values, errors = next(results)
+                    if row in rows_seen:  # a retried batch delivered twice: its images count once
+                        continue
+                    rows_seen.add(row)
                     for position, digest, value, error in zip(positions, hashes, values, errors):
                         chunk_index, ids, later = jobs[position]
                         chunk = chunks[chunk_index]
@@ -273,7 +295,7 @@ class ImageJobRunner:
                             self.stats.computed += 1
                         advance(len(ids) + len(later))
                     rows_left[chunk_index] -= 1
-                    if len(pending_keys) >= self.flush_every:
+                    if self._flush_due(pending_keys):
                         self._flush(pending_keys, pending_values)
             finally:
                 self._flush(pending_keys, pending_values)
@@ -318,11 +340,17 @@ class ImageJobRunner:
             )
         return chunks, rows, jobs, first_misses
 
+    def _flush_due(self, pending: list) -> bool:
+        """Enough new results to append, or ``flush_seconds`` have passed since the last append."""
+        overdue = time.monotonic() - self._last_flush >= self.flush_seconds
+        return len(pending) >= self.flush_every or (bool(pending) and overdue)
+
     def _flush(self, keys: list[str], values: list) -> None:
         if self.cache is not None and keys:
             self.cache.add(keys, values)
         keys.clear()
         values.clear()
+        self._last_flush = time.monotonic()
 
 
 # ---- hashing and decoding ---------------------------------------------------------------

@@ -14,6 +14,11 @@ model step is the job's ``run_batch``. The batches are the ones the local engine
 images, in the same groups), so the numbers are the same: a model's output for one image can
 depend on which others share its batch.
 
+Faults: a model actor that dies is restarted by Ray Data and its unfinished batches are sent
+again (the job completes); a driver that dies loses what it had not yet appended to the cache
+(at most ``flush_every`` images or ``flush_seconds``), and the same command run again computes
+only that. The driver commits; the workers do not write Lance fragments of their own.
+
 A job reaches the actors as a recipe (``job.for_worker()``), or as a copy without its loaded
 weights, which each actor loads again from the same model folder.
 """
@@ -204,6 +209,9 @@ def run_pipeline(
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cpus,
             num_gpus=gpus,
+            # A model actor whose process dies (killed, out of memory, a lost node) is started
+            # again and its unfinished batches are sent again: Ray Data creates its pool actors
+            # with max_restarts=-1 and max_task_retries=-1 (passing them here is deprecated).
         )
     )
     for row in dataset.iter_rows():

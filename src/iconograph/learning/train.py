@@ -111,11 +111,15 @@ def train(
     report: str | os.PathLike | None = None,
     log: Callable[[str], None] | None = None,
     **embedder_options,
-) -> TrainedModel:
+) -> TrainedModel | None:
     """Train a head (or fine-tune) on labelled images and save the model directory to ``out``.
 
     >>> model = ig.train("coins/", "truth.csv", head="logistic", backbone="./my-clip", multi_label=True, out="m/")
     >>> model.info["metrics"]["test"]["f1_samples"]
+
+    ``head="finetune"`` launched by ``torchrun --nproc-per-node N`` trains data-parallel (see
+    :mod:`iconograph.learning.finetune.distributed`); rank 0 writes ``out`` and returns the model,
+    the other processes return None.
 
     ``report``: write the HTML report of the test split there (needs ``out``). ``log`` gets the
     progress lines, and with ``min_count`` the table of classes kept.
@@ -124,7 +128,9 @@ def train(
         raise OptionError(f"--head must be one of {', '.join(HEAD_CHOICES)}")
     if report is not None and out is None:
         raise OptionError("--report needs --out: the report is made from the model folder's test predictions")
-    log = log or (lambda message: None)
+    from iconograph.learning.finetune.distributed import ranks_from_environment
+
+    log = log if log and ranks_from_environment().main else (lambda message: None)  # rank 0 reports
     model = _fit(
         sources,
         truth,
@@ -144,6 +150,8 @@ def train(
         log=log,
         **embedder_options,
     )
+    if model is None:  # a data-parallel process other than rank 0, which writes the model folder
+        return None
     if min_count:
         log(format_min_count_table([MinCountRow(**row) for row in model.info["min_count"]["table"]]))
     if report is not None and model.info["metrics"].get("test"):
@@ -349,6 +357,8 @@ def _finetune(
     result = tuner.fit(
         split.train, split.val, checkpoint_dir=checkpoints, resume=resume, log=log, progress=options.get("progress")
     )
+    if not tuner.ranks.main:
+        return None
     tuner.save_backbone(out / EMBEDDED_BACKBONE)
     coef, intercept = tuner.classifier_weights()
     head = LinearHead.from_weights(coef, intercept, classes, multi_label=multi_label, max_labels=max_labels)

@@ -3,6 +3,7 @@ that cannot be read is skipped (counted), never a crashed epoch."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,12 +14,18 @@ from iconograph.reading.decode import DecodeError, read_image
 
 
 class ImageDataset(Dataset):
-    """(pixels, target) pairs; ``None`` for an image that cannot be decoded."""
+    """(pixels, target) pairs; ``None`` for an image that cannot be decoded.
 
-    def __init__(self, paths: Sequence[str], targets: np.ndarray, transform):
+    With a ``seed`` the transform's randomness is drawn from (seed, index) alone: an image gets
+    the same augmentation whichever process or loader worker reads it, so one process and N
+    data-parallel ones train on the same pixels.
+    """
+
+    def __init__(self, paths: Sequence[str], targets: np.ndarray, transform, seed: int | None = None):
         self.paths = list(paths)
         self.targets = targets
         self.transform = transform
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -28,7 +35,22 @@ class ImageDataset(Dataset):
             image = read_image(self.paths[index]).image
         except DecodeError:
             return None
-        return self.transform(image), torch.as_tensor(self.targets[index])
+        if self.seed is None:
+            return self.transform(image), torch.as_tensor(self.targets[index])
+        return seeded(self.transform, image, self.seed * 1_000_003 + index), torch.as_tensor(self.targets[index])
+
+
+def seeded(transform, image, seed: int):
+    """``transform(image)`` with Python's and torch's generators seeded from ``seed`` for the
+    call only (timm's crops draw from the one, torchvision's flips and jitter from the other)."""
+    state = random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            random.seed(seed)
+            torch.manual_seed(seed % 2**63)
+            return transform(image)
+    finally:
+        random.setstate(state)
 
 
 def collate_skipping_failures(samples):

@@ -9,7 +9,11 @@
 * a checkpoint every epoch (``last.pt``, written atomically) so ``resume=True`` continues an
   interrupted run exactly: every epoch reseeds its randomness from ``seed + epoch``;
 * augmentation: timm's RandomResizedCrop, flip, colour jitter, random grayscale;
-* CPU or CUDA; mixed precision (bfloat16, else float16 with gradient scaling) on CUDA.
+* CPU or CUDA; mixed precision (bfloat16, else float16 with gradient scaling) on CUDA;
+* data-parallel under ``torchrun --nproc-per-node N`` (:mod:`.distributed`): ``batch_size`` is
+  the global batch, each process takes its share of every step, gradients are all-reduced, and
+  rank 0 writes the checkpoints; augmentation is seeded per image, so N processes train on the
+  same pixels as one.
 """
 
 from __future__ import annotations
@@ -30,6 +34,14 @@ from iconograph.engine.files import atomic_open
 from iconograph.engine.progress import progress_bar
 from iconograph.errors import OptionError
 from iconograph.learning.finetune.data import ImageDataset, collate_skipping_failures, training_transform
+from iconograph.learning.finetune.distributed import (
+    join_process_group,
+    leave_process_group,
+    per_rank_batch,
+    ranks_from_environment,
+    summed,
+    wrap,
+)
 from iconograph.learning.finetune.encoder import TrainableEncoder, count_trainable, trainable_encoder
 
 CHECKPOINT = "last.pt"
@@ -102,13 +114,18 @@ class FineTuner:
         self.classes = list(classes)
         self.multi_label = multi_label
         self.config = config
+        self.ranks = ranks_from_environment()
+        self.batch_size = per_rank_batch(config.batch_size, self.ranks)
         self.device = resolve_device(config.device)
+        if self.ranks.distributed:
+            self.device = join_process_group(self.ranks, self.device)
         set_torch_threads()
         torch.manual_seed(config.seed)
         self.encoder = trainable_encoder(backend)
         self.encoder.freeze(config.freeze_blocks)
         self.data_config = self.encoder.data_config()
         self.network = Classifier(self.encoder, self._feature_dim(), len(self.classes)).to(self.device)
+        self.model = wrap(self.network, self.ranks, self.device)  # what the training steps call
         amp = config.amp if config.amp is not None else self.device.startswith("cuda")
         self.amp_dtype = None
         if amp and self.device.startswith("cuda"):
@@ -131,21 +148,31 @@ class FineTuner:
         return class_indices(label_sets, self.classes)
 
     def _loader(self, items, transform, shuffle: bool, epoch: int = 0):
-        from torch.utils.data import DataLoader
+        """Training (``shuffle``): this rank's share of the epoch's permutation, with per-image
+        seeded augmentation. Evaluation: this rank's share of ``items``, in order."""
+        from torch.utils.data import DataLoader, DistributedSampler
 
         from iconograph.engine.jobs import default_workers
 
         workers = default_workers() if self.config.workers is None else self.config.workers
-        dataset = ImageDataset([i.path for i in items], self._targets([i.labels for i in items]), transform)
-        generator = torch.Generator().manual_seed(self.config.seed + epoch)
+        sampler = None
+        if not shuffle:
+            items = items[self.ranks.rank :: self.ranks.world_size]
+        seed = self.config.seed + epoch if shuffle else None
+        dataset = ImageDataset([i.path for i in items], self._targets([i.labels for i in items]), transform, seed)
+        if shuffle:  # the same permutation (seed + epoch) in a world of one as in a world of N
+            sampler = DistributedSampler(
+                dataset, self.ranks.world_size, self.ranks.rank, shuffle=True, seed=self.config.seed, drop_last=True
+            )
+            sampler.set_epoch(epoch)
         return DataLoader(
             dataset,
-            batch_size=self.config.batch_size,
-            shuffle=shuffle,
+            batch_size=self.batch_size,
+            sampler=sampler,
             num_workers=workers,
             collate_fn=collate_skipping_failures,
-            generator=generator,
-            drop_last=shuffle and len(dataset) > self.config.batch_size,
+            generator=torch.Generator().manual_seed(self.config.seed + epoch),
+            drop_last=shuffle and len(items) > self.config.batch_size,
             pin_memory=self.device.startswith("cuda"),
         )
 
@@ -210,7 +237,10 @@ class FineTuner:
         progress: bool | None = None,
     ) -> FineTuneResult:
         config = self.config
-        log = log or (lambda message: None)
+        log = log if log and self.ranks.main else (lambda message: None)
+        progress = progress if self.ranks.main else False
+        checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        writes = checkpoint_dir if self.ranks.main else None  # where this process writes checkpoints
         train_transform = training_transform(
             self.data_config,
             scale=config.scale,
@@ -227,7 +257,6 @@ class FineTuner:
         result = FineTuneResult()
         best_state = None
         start_epoch = 1
-        checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         if resume and checkpoint_dir and (checkpoint_dir / CHECKPOINT).is_file():
             start_epoch, result, best_state = self._restore(checkpoint_dir, optimizer, scheduler)
             log(f"resumed after epoch {start_epoch - 1} (best so far: epoch {result.best_epoch})")
@@ -236,10 +265,11 @@ class FineTuner:
             record = EpochRecord(0, None, loss, metric, 0.0)
             result.history.append(record)
             result.best_val_loss, best_state = loss, copy.deepcopy(self.network.state_dict())
-            if checkpoint_dir:
-                _atomic_torch_save(best_state, checkpoint_dir / BEST)
+            if writes:
+                _atomic_torch_save(best_state, writes / BEST)
             log(f"epoch 0 (before training): val loss {loss:.4f}, val {self._metric_name} {metric:.4f}")
-        log(f"{count_trainable(self.network):,} trainable parameters on {self.device}")
+        processes = f" x {self.ranks.world_size} processes" if self.ranks.distributed else ""
+        log(f"{count_trainable(self.network):,} trainable parameters on {self.device}{processes}")
         bad_epochs = self._bad_epochs(result)
         for epoch in range(start_epoch, config.epochs + 1):
             if bad_epochs >= config.patience:
@@ -254,17 +284,18 @@ class FineTuner:
             if loss < result.best_val_loss:
                 result.best_val_loss, result.best_epoch = loss, epoch
                 best_state = copy.deepcopy(self.network.state_dict())
-                if checkpoint_dir:
-                    _atomic_torch_save(best_state, checkpoint_dir / BEST)
+                if writes:
+                    _atomic_torch_save(best_state, writes / BEST)
             bad_epochs = self._bad_epochs(result)
             log(
                 f"epoch {epoch}/{config.epochs}: train loss {train_loss:.4f}, val loss {loss:.4f}, "
                 f"val {self._metric_name} {metric:.4f}" + (f", {skipped} unreadable images skipped" if skipped else "")
             )
-            if checkpoint_dir:
-                self._checkpoint(checkpoint_dir, epoch, optimizer, scheduler, result)
+            if writes:
+                self._checkpoint(writes, epoch, optimizer, scheduler, result)
             if on_epoch_end:
                 on_epoch_end(record)
+        leave_process_group(self.ranks)  # training is over: what follows is rank 0's alone
         self.network.load_state_dict(best_state)
         self.network.eval()
         return result
@@ -289,19 +320,25 @@ class FineTuner:
             for pixels, targets, failed in loader:
                 skipped += failed
                 advance(1)
-                if pixels is None:
+                if pixels is None and not self.ranks.distributed:
                     continue
-                pixels, targets = pixels.to(self.device, non_blocking=True), targets.to(self.device)
-                with self._autocast():
-                    loss = criterion(self.network(pixels), targets)
+                if pixels is None:  # every image of this rank's share failed: join the all-reduce with zeros
+                    probe = torch.zeros(1, *self.data_config["input_size"], device=self.device)
+                    loss = self.model(probe).sum() * 0.0
+                else:
+                    pixels, targets = pixels.to(self.device, non_blocking=True), targets.to(self.device)
+                    with self._autocast():
+                        loss = criterion(self.model(pixels), targets)
                 optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 self.scaler.step(optimizer)
                 self.scaler.update()
                 scheduler.step()
-                total += float(loss.detach()) * len(pixels)
-                count += len(pixels)
-        return total / max(count, 1), skipped
+                if pixels is not None:
+                    total += float(loss.detach()) * len(pixels)
+                    count += len(pixels)
+        total, count, skipped = summed([total, count, skipped], self.ranks, self.device)
+        return total / max(count, 1), int(skipped)
 
     @torch.no_grad()
     def _evaluate(self, loader, criterion) -> tuple[float, float]:
@@ -320,6 +357,8 @@ class FineTuner:
                 f1_parts += [(predicted & truth).sum(), predicted.sum(), truth.sum()]
             else:
                 correct += int((logits.argmax(dim=1) == targets).sum())
+        total, count, correct, *parts = summed([total, count, correct, *f1_parts], self.ranks, self.device)
+        f1_parts = np.array(parts)
         metric = 2 * f1_parts[0] / max(f1_parts[1] + f1_parts[2], 1) if self.multi_label else correct / max(count, 1)
         return total / max(count, 1), float(metric)
 
