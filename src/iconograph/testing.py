@@ -391,6 +391,50 @@ def save_tiny_sam(directory: str | Path, *, image_size: int = 64, seed: int = 0,
     return directory
 
 
+def save_tiny_sam2(directory: str | Path, *, image_size: int = 64, seed: int = 0) -> Path:
+    """A SAM2 (``Sam2Model``) with its ``Sam2Processor``: 64 px input, a four-stage Hiera of one or
+    two blocks (feature maps of 16, 8 and 4 px), 32-wide prompt encoder and mask decoder.
+
+    Every weight gets N(0, 0.2) noise on top of its initialisation (which leaves the mask logits
+    within 1e-5 of zero and the predicted IoUs of the three masks alike, so the best mask and
+    the binary masks would be decided by float noise)."""
+    import torch
+    from transformers import Sam2Config, Sam2ImageProcessor, Sam2Model, Sam2Processor
+
+    hidden = 32
+    levels = [[image_size // stride] * 2 for stride in (4, 8, 16)]
+    config = Sam2Config(
+        vision_config=dict(
+            backbone_config=dict(
+                model_type="sam2_hiera_det_model",
+                hidden_size=8,
+                image_size=[image_size, image_size],
+                blocks_per_stage=[1, 1, 2, 1],
+                embed_dim_per_stage=[8, 16, 32, 64],
+                num_attention_heads_per_stage=[1, 1, 2, 2],
+                window_size_per_stage=[4, 4, 4, 2],
+                global_attention_blocks=[3],  # not a stage's first block (those pool their queries)
+                window_positional_embedding_background_size=[2, 2],
+            ),
+            backbone_channel_list=[64, 32, 16, 8],
+            backbone_feature_sizes=levels,
+            fpn_hidden_size=hidden,
+        ),
+        prompt_encoder_config=dict(hidden_size=hidden, image_size=image_size, patch_size=16, mask_input_channels=4),
+        mask_decoder_config=dict(hidden_size=hidden, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
+    )
+    torch.manual_seed(seed)
+    model = Sam2Model(config).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.2)
+    processor = Sam2Processor(Sam2ImageProcessor(size={"height": image_size, "width": image_size}))
+    directory = Path(directory)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
 def save_tiny_clipseg(directory: str | Path, *, image_size: int = 64, seed: int = 0) -> Path:
     """A CLIPSeg (``CLIPSegForImageSegmentation``) with its ``CLIPSegProcessor``: 64 px input, 16 px
     patches, two-layer towers, a two-layer decoder; the offline CLIP tokenizer."""

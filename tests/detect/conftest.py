@@ -56,3 +56,10 @@ def tiny_sam3(tmp_path_factory) -> Path:
     from iconograph.testing import save_tiny_sam3
 
     return save_tiny_sam3(tmp_path_factory.mktemp("models") / "tiny-sam3")
+
+
+@pytest.fixture(scope="session")
+def tiny_sam2(tmp_path_factory) -> Path:
+    from iconograph.testing import save_tiny_sam2
+
+    return save_tiny_sam2(tmp_path_factory.mktemp("models") / "tiny-sam2")

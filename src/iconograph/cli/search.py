@@ -12,6 +12,12 @@ import typer
 from iconograph.cli.common import (
     ActorsOpt,
     BatchOpt,
+    CropDetectorOpt,
+    CropMarginOpt,
+    CropMaskOpt,
+    CropModeOpt,
+    CropOpt,
+    CropQueryOpt,
     DeviceOpt,
     EngineOpt,
     ExactDecodeOpt,
@@ -20,6 +26,7 @@ from iconograph.cli.common import (
     StoreOpt,
     WorkersOpt,
     app,
+    crop_kwargs,
     echo_stderr,
     engine_options,
     unit_interval,
@@ -101,9 +108,17 @@ def index(
     engine: EngineOpt = None,
     ray_address: RayAddressOpt = None,
     actors: ActorsOpt = None,
+    crop: CropOpt = None,
+    crop_query: CropQueryOpt = None,
+    detector: CropDetectorOpt = None,
+    crop_mode: CropModeOpt = "largest",
+    crop_margin: CropMarginOpt = 0.05,
+    crop_mask: CropMaskOpt = False,
 ):
     """Embed (what the cache lacks), optionally tag, and index images for search and review;
-    --target-recall / --bench tune and measure the ANN query settings of the collection."""
+    --target-recall / --bench tune and measure the ANN query settings of the collection.
+    With --crop / --crop-query each image's largest box is what is embedded (the row keeps the
+    image)."""
     from iconograph.engine.files import atomic_write_text
     from iconograph.errors import OptionError
     from iconograph.search.run import index_collection, tune_collection
@@ -129,6 +144,7 @@ def index(
             ann_threshold=ann_threshold,
             index_type=index_type,
             regions=regions,
+            **crop_kwargs(crop, crop_query, detector, crop_mode, crop_margin, crop_mask),
             batch_size=batch_size,
             workers=workers,
             device=device,

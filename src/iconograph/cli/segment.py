@@ -48,7 +48,7 @@ def segment(
         typer.Option(
             "--model",
             "-m",
-            help="SAM / SlimSAM (box prompts), SAM3 or CLIPSeg (word prompts): hub id or save_pretrained folder.",
+            help="SAM / SlimSAM / SAM2 (box prompts), SAM3 or CLIPSeg (word prompts): hub id or save_pretrained folder.",
         ),
     ] = "facebook/sam-vit-base",
     detector: Annotated[

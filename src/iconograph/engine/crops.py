@@ -242,25 +242,27 @@ def iter_crop_embeddings(embedder, paths: Sequence[str], options: CropOptions) -
     )
     results = runner.run(list(crops))
     rows: list[ImageResult] = []
-    boxes: list[tuple | None] = []
+    used: list[Crop | None] = []
     for path, image_crops in zip(paths, planned):
         if not image_crops:
             rows.append(ImageResult(str(path), None, NO_BOX))
-            boxes.append(None)
+            used.append(None)
         for crop in image_crops:
             result = next(results)
             rows.append(ImageResult(crop.path, result.value, result.error, result.cached, result.content_hash))
-            boxes.append(crop.box)
+            used.append(crop)
         if len(rows) >= embedder.chunk_size:
-            yield _with_boxes(_to_embeddings(rows), boxes, embedder)
-            rows, boxes = [], []
+            yield _with_boxes(_to_embeddings(rows), used, embedder)
+            rows, used = [], []
     if rows or not paths:
-        yield _with_boxes(_to_embeddings(rows), boxes, embedder)
+        yield _with_boxes(_to_embeddings(rows), used, embedder)
 
 
-def _with_boxes(chunk, boxes: list, embedder):
-    """The chunk with its rows' boxes and counts per crop (several crops share an image's hash)."""
-    chunk.boxes = [list(b) if b is not None else None for b in boxes]
+def _with_boxes(chunk, crops: list[Crop | None], embedder):
+    """The chunk with its rows' boxes and crop keys, and counts per crop (several crops share an
+    image's hash)."""
+    chunk.boxes = [list(c.box) if c is not None else None for c in crops]
+    chunk.crop_keys = [c.key if c is not None else None for c in crops]
     chunk.computed = sum(e is None for e in chunk.errors) - chunk.cached
     embedder.stats.computed += chunk.computed
     embedder.stats.cached += chunk.cached

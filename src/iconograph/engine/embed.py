@@ -43,6 +43,7 @@ class ImageEmbeddings:
     computed: int = 0
     cached: int = 0
     boxes: list | None = None  # with crops: the [x1, y1, x2, y2] each row was cut from (None: no box)
+    crop_keys: list | None = None  # with crops: each row's Crop.key (box, margin, mask; None: no box)
 
     @property
     def ok(self) -> np.ndarray:
@@ -63,7 +64,15 @@ class ImageEmbeddings:
             sum(part.computed for part in parts),
             sum(part.cached for part in parts),
             [b for part in parts for b in part.boxes] if parts and all(p.boxes is not None for p in parts) else None,
+            _joined(parts, "crop_keys"),
         )
+
+
+def _joined(parts: Sequence[ImageEmbeddings], field: str) -> list | None:
+    """A per-row list field of every part, joined; None unless every part has it."""
+    if not parts or any(getattr(part, field) is None for part in parts):
+        return None
+    return [value for part in parts for value in getattr(part, field)]
 
 
 @dataclass

@@ -24,7 +24,7 @@ import numpy as np
 
 from iconograph.classification.results import LabelScore, Prediction
 from iconograph.engine.store import Store
-from iconograph.errors import UserError
+from iconograph.errors import OptionError, UserError
 from iconograph.reading.sources import path_key, read_collection
 from iconograph.search.reviews import EXCLUDED_LABEL, IMAGE_ACTIONS, ImageReview, Review, ReviewLog
 from iconograph.search.vectors import (
@@ -332,6 +332,7 @@ class SearchCollection:
         rebuild: bool = False,
         ann_threshold: int | None = None,
         index_type: str | None = None,
+        crop=None,
     ) -> IndexReport:
         """Add new or changed images of ``sources``; embed only what the cache lacks.
 
@@ -339,7 +340,13 @@ class SearchCollection:
         (from ``classify``/``predict``) attach existing predictions by path instead.
         ``index_type`` (IVF_HNSW_SQ or IVF_PQ; remembered) is the ANN index built once the
         collection reaches ``ann_threshold`` rows; an index of another type is rebuilt.
+
+        ``crop`` (:class:`~iconograph.engine.crops.CropOptions`, mode ``largest``): a row's vector
+        is the embedding of its image's largest box, and the row is re-embedded when the image or
+        its crop (box, margin, mask) changes; the row keeps the image's path (an image without a
+        box is a failure, "no box to crop").
         """
+        check_index_crop(crop)
         if index_type is not None and index_type not in INDEX_TYPES:
             raise CollectionError(f"index type must be one of {', '.join(INDEX_TYPES)}; got {index_type!r}")
         if isinstance(sources, (str, os.PathLike)):
@@ -378,7 +385,7 @@ class SearchCollection:
             vectors.ann_threshold = ann_threshold
 
         existing = _existing_hashes(vectors)
-        embeddings = embedder.embed_images(paths)
+        embeddings = _embed(embedder, paths, crop)
         report.computed, report.cached = embeddings.computed, embeddings.cached
         retag = predictions is not None or (tagger is not None and tagger != previous_tagger)
         write: list[int] = []
@@ -683,6 +690,32 @@ def _split_inside(paths: list[str], roots: Collection[str], listed: Collection[s
     for path in paths:
         (inside if path in listed or is_inside(os.path.realpath(path), roots) else outside).append(path)
     return inside, outside
+
+
+def check_index_crop(crop) -> None:
+    """Refuse crop settings that do not fit a collection (one row per image)."""
+    if crop is not None and crop.mode != "largest":
+        raise OptionError(
+            f"index --crop-mode {crop.mode}: a collection has one row per image, so it indexes the largest box only"
+            " (--crop-mode largest)"
+        )
+
+
+def _embed(embedder, paths: list[str], crop):
+    """The images' embeddings; with ``crop``, their largest boxes', each row's ``hashes`` entry
+    then the identity of its image and crop together (what tells a changed box on re-index)."""
+    if crop is None:
+        return embedder.embed_images(paths)
+    from iconograph.engine.crops import iter_crop_embeddings
+    from iconograph.engine.embed import ImageEmbeddings
+    from iconograph.engine.fingerprint import digest
+
+    embeddings = ImageEmbeddings.concatenate(list(iter_crop_embeddings(embedder, paths, crop)))
+    embeddings.hashes = [
+        digest(content, key) if content is not None and key is not None else content
+        for content, key in zip(embeddings.hashes, embeddings.crop_keys)
+    ]
+    return embeddings
 
 
 def _existing_hashes(vectors: VectorTable) -> dict[str, str]:

@@ -35,16 +35,31 @@ def index_collection(
     ann_threshold: int | None = None,
     index_type: str | None = None,
     regions: str | Path | None = None,
+    crop: str | Path | None = None,
+    crop_query: str | None = None,
+    detector: str | None = None,
+    crop_mode: str = "largest",
+    crop_margin: float = 0.05,
+    crop_mask: bool = False,
     **embedder_options,
 ) -> IndexReport:
     """Embed (what the cache lacks), tag zero-shot with ``labels`` or attach ``predictions``, and
     index ``sources`` into the collection (``iconograph index``). ``regions``: a detect or segment
-    JSONL whose boxes and masks the review page draws on its images."""
+    JSONL whose boxes and masks the review page draws on its images.
+
+    With ``crop`` (a box file) or ``crop_query`` (a word the ``detector`` finds) each row's vector
+    is its image's largest box's embedding (``crop_margin``, ``crop_mask`` as for
+    :func:`iconograph.embed`; ``crop_mode`` ``"largest"`` only: one row per image); the rows keep
+    the image paths, and a changed box re-embeds its image on the next index."""
     from iconograph.backends import DEFAULT_MODEL
     from iconograph.classification.results import read_predictions
     from iconograph.classification.zeroshot import parse_label_list, read_labels_file
+    from iconograph.engine.crops import crop_options
     from iconograph.engine.embed import Embedder
+    from iconograph.search.collection import check_index_crop
 
+    cropping = crop_options(crop, crop_query, detector, crop_mode, crop_margin, crop_mask)
+    check_index_crop(cropping)
     if labels is not None and labels_file is not None:
         raise OptionError("give at most one of --labels or --labels-file")
     if predictions is not None and (labels or labels_file):
@@ -68,6 +83,7 @@ def index_collection(
         rebuild=rebuild,
         ann_threshold=ann_threshold,
         index_type=index_type,
+        crop=cropping,
     )
     if regions is not None:
         report.regions = asdict(target.regions.attach(regions))

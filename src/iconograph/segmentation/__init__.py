@@ -10,7 +10,7 @@ from iconograph.segmentation.run import (
     run_segmentation,
     segment,
 )
-from iconograph.segmentation.sam import DEFAULT_SEGMENTER, SamSegmenter
+from iconograph.segmentation.sam import DEFAULT_SEGMENTER, Sam2Segmenter, SamSegmenter, box_segmenter
 from iconograph.segmentation.words import ClipSegSegmenter, Sam3Segmenter, WordSegmenter
 
 __all__ = [
@@ -21,7 +21,9 @@ __all__ = [
     "Sam3Segmenter",
     "WordSegmenter",
     "SamSegmenter",
+    "Sam2Segmenter",
     "SegmentationResult",
+    "box_segmenter",
     "iter_segmentations",
     "read_box_prompts",
     "run_segmentation",

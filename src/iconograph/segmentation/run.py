@@ -23,7 +23,7 @@ from iconograph.engine.runs import RunStats
 from iconograph.errors import OptionError
 from iconograph.reading.sources import Item, path_key, read_collection
 from iconograph.segmentation.auto import AutoMaskSegmenter, AutoMaskSettings
-from iconograph.segmentation.sam import DEFAULT_SEGMENTER, SamSegmenter
+from iconograph.segmentation.sam import DEFAULT_SEGMENTER, box_segmenter
 from iconograph.segmentation.words import WORD_SEGMENTERS, WordSegmenter, word_segmenter
 
 SEGMENT_FORMATS = ("jsonl", "coco", "png")
@@ -117,7 +117,8 @@ def segment(
 
     Prompts: ``boxes`` (a detect JSONL, or a COCO / VOC / YOLO box dataset), or ``queries`` (a
     list or comma-separated string; or ``queries_file``) that the OWL ``detector`` boxes first
-    (``threshold``, default 0.1, and ``nms_iou`` as for :func:`iconograph.detect`).
+    (``threshold``, default 0.1, and ``nms_iou`` as for :func:`iconograph.detect`). Box prompts
+    go to a SAM / SlimSAM or SAM2 ``model`` (by the folder's ``model_type``).
 
     With a text-prompted ``model`` (SAM3, CLIPSeg: chosen by the folder's ``model_type``) the
     ``queries`` are segmented directly, no detector: SAM3 gives instance masks per word (scores
@@ -247,7 +248,7 @@ def _prepare(
     threshold = DETECTOR_THRESHOLD if threshold is None else threshold
     if (boxes is None) == (not texts):
         raise OptionError("give --boxes FILE or --queries (boxed by --detector first), one of them (or --auto)")
-    segmenter = SamSegmenter(model, device=device)  # checks the model before any detection runs
+    segmenter = box_segmenter(model, device=device)  # SAM or SAM2; checks the model before any detection runs
     items = read_collection(sources)
     if boxes is not None:
         prompts = match_prompts(items, read_box_prompts(boxes))

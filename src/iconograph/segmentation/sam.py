@@ -1,8 +1,10 @@
-"""Box-prompted instance masks with SAM-family models (``SamModel`` / ``SamProcessor``, SlimSAM).
+"""Box-prompted instance masks with SAM-family models: SAM and SlimSAM (``SamModel`` /
+``SamProcessor``) and SAM2 (``Sam2Model`` / ``Sam2Processor``), chosen by the folder's
+``model_type`` (:func:`box_segmenter`).
 
 For each box the masks and predicted IoUs are what transformers gives for the same image and
 boxes (``SamProcessor(images, input_boxes=...)``, ``SamModel(..., multimask_output=True)``,
-``post_process_masks``), and the kept mask is the one with the highest predicted IoU. Unlike a
+``post_process_masks``; the same with the ``Sam2`` classes), and the kept mask is the one with the highest predicted IoU. Unlike a
 call per box, the image embedding is computed once per image (in batches of images,
 ``get_image_embeddings``) and all boxes of one image go through the prompt encoder and mask
 decoder as one batch.
@@ -27,6 +29,7 @@ from iconograph.engine.fingerprint import digest
 
 DEFAULT_SEGMENTER = "facebook/sam-vit-base"
 SAM_MODEL_TYPES = ("sam",)
+SAM2_MODEL_TYPES = ("sam2",)
 
 
 def prompt_digest(prompts: Detections) -> str:
@@ -35,18 +38,41 @@ def prompt_digest(prompts: Detections) -> str:
     return digest(prompts.labels, scores, prompts.xyxy.tolist())
 
 
+def box_segmenter(model: str = DEFAULT_SEGMENTER, *, device: str | None = None) -> SamSegmenter:
+    """The box-prompted segmenter for the folder's ``model_type``: SAM (and SlimSAM) or SAM2."""
+    hf = HFModel(str(model), kind="hf-segmenter", what="a SAM segmenter")
+    kind = Sam2Segmenter if hf.model_type in SAM2_MODEL_TYPES else SamSegmenter
+    return kind(model, device=device, hf=hf)
+
+
 class SamSegmenter:
     """``SamSegmenter(model).segment(image, boxes)``; also an image job for the runner, whose box
     prompts per image come from ``set_prompts(path_key -> Detections)``."""
 
-    def __init__(self, model: str = DEFAULT_SEGMENTER, *, multimask: bool = True, device: str | None = None):
+    model_types = SAM_MODEL_TYPES
+    model_class = "SamModel"
+    processor_class = "SamProcessor"
+
+    def __init__(
+        self,
+        model: str = DEFAULT_SEGMENTER,
+        *,
+        multimask: bool = True,
+        device: str | None = None,
+        hf: HFModel | None = None,
+    ):
         self.spec = str(model)
         self.multimask = bool(multimask)
         self.device = resolve_device(device)
-        self.hf = HFModel(self.spec, kind="hf-segmenter", what="a SAM segmenter")
-        if self.hf.model_type not in SAM_MODEL_TYPES:
+        self.hf = hf or HFModel(self.spec, kind="hf-segmenter", what="a SAM segmenter")
+        if self.hf.model_type not in SAM_MODEL_TYPES + SAM2_MODEL_TYPES:
             raise ModelNotFoundError(
-                f"{self.spec} is a '{self.hf.model_type}' model; box prompts need a SAM model (model_type sam)"
+                f"{self.spec} is a '{self.hf.model_type}' model; box prompts need a SAM or SAM2 model"
+                " (model_type sam or sam2)"
+            )
+        if self.hf.model_type not in self.model_types:
+            raise ModelNotFoundError(
+                f"{self.spec} is a '{self.hf.model_type}' model: load it with box_segmenter(), not {type(self).__name__}"
             )
         self._prompts: dict[str, Detections] = {}
         self._by_key: dict[str, Detections] = {}
@@ -64,11 +90,11 @@ class SamSegmenter:
 
     @cached_property
     def processor(self):
-        return self.hf.from_pretrained("SamProcessor")
+        return self.hf.from_pretrained(self.processor_class)
 
     @cached_property
     def model(self):
-        return self.hf.load("SamModel", self.device)
+        return self.hf.load(self.model_class, self.device)
 
     def make_preprocess(self) -> Callable:
         return image_preprocess(self.processor.image_processor)
@@ -122,22 +148,37 @@ class SamSegmenter:
             # one image embedding per image, computed once for all of its boxes
             embeddings = self.model.get_image_embeddings(pixels[todo].to(self.device))
             for row, i in enumerate(todo):
-                results[i] = self._decode_boxes(embeddings[row : row + 1], sizes[i], prompts[i])
+                results[i] = self._decode_boxes(self._one_image(embeddings, row), sizes[i], prompts[i])
         return results
+
+    def _one_image(self, embeddings, row: int):
+        """The image embedding of one image of a batch, as the model takes it back."""
+        return embeddings[row : row + 1]
+
+    def _input_boxes(self, prompts: Detections, original: tuple[int, int]):
+        """The boxes scaled as ``SamProcessor.__call__`` scales them, (1, n, 4) on the device."""
+        import torch
+
+        processor = self.processor
+        boxes = processor._normalize_coordinates(processor.target_size, prompts.xyxy, original, is_bounding_box=True)
+        return torch.as_tensor(np.asarray(boxes, np.float64)).float()[None].to(self.device)
+
+    def _post_process(self, pred_masks, original: tuple[int, int]):
+        """``post_process_masks`` for one image: (n, k, h, w) booleans at the image's size."""
+        processor = self.processor
+        reshaped = processor.image_processor._get_preprocess_shape(original, processor.target_size)
+        return processor.post_process_masks(pred_masks, [original], [reshaped])[0]
 
     def _decode_boxes(self, embedding, size: tuple[int, int], prompts: Detections) -> tuple[Detections, np.ndarray]:
         import torch
 
         width, height = size
-        processor = self.processor
         original = (height, width)
-        # the processor's own scaling of boxes and of the resized size (SamProcessor.__call__ and
-        # post_process_masks use these two, so the masks land where transformers puts them)
-        reshaped = processor.image_processor._get_preprocess_shape(original, processor.target_size)
-        boxes = processor._normalize_coordinates(processor.target_size, prompts.xyxy, original, is_bounding_box=True)
-        input_boxes = torch.as_tensor(np.asarray(boxes, np.float64)).float()[None].to(self.device)
+        # the processor's own scaling of the boxes and post-processing of the masks, so the masks
+        # land where transformers puts them
+        input_boxes = self._input_boxes(prompts, original)
         output = self.model(image_embeddings=embedding, input_boxes=input_boxes, multimask_output=self.multimask)
-        masks = processor.post_process_masks(output.pred_masks.cpu(), [original], [reshaped])[0]  # (n, k, h, w)
+        masks = self._post_process(output.pred_masks.cpu(), original)  # (n, k, h, w)
         iou = output.iou_scores[0].float().cpu()  # (n, k)
         best = iou.argmax(dim=1)
         chosen = masks[torch.arange(len(best)), best].numpy()
@@ -152,7 +193,32 @@ class SamSegmenter:
         return self.segment_pixels(pixels, [image.size], [prompts])[0]
 
     def __repr__(self) -> str:
-        return f"SamSegmenter({self.spec!r})"
+        return f"{type(self).__name__}({self.spec!r})"
+
+
+class Sam2Segmenter(SamSegmenter):
+    """SAM2 (``Sam2Model`` / ``Sam2Processor``): the same box prompts, best mask by predicted IoU
+    and post-processing as :class:`SamSegmenter`; its image embedding is a list of feature maps
+    (one per level) and its processor resizes to a square without padding."""
+
+    model_types = SAM2_MODEL_TYPES
+    model_class = "Sam2Model"
+    processor_class = "Sam2Processor"
+
+    def _one_image(self, embeddings, row: int):
+        return [level[row : row + 1] for level in embeddings]
+
+    def _input_boxes(self, prompts: Detections, original: tuple[int, int]):
+        """The boxes scaled as ``Sam2Processor.__call__`` scales them."""
+        import torch
+
+        processor = self.processor
+        boxes = torch.as_tensor(np.asarray(prompts.xyxy, np.float64)).float()
+        boxes = processor._normalize_coordinates(processor.target_size, boxes, original, is_bounding_box=True)
+        return boxes[None].to(self.device)
+
+    def _post_process(self, pred_masks, original: tuple[int, int]):
+        return self.processor.post_process_masks(pred_masks, [original])[0]
 
 
 def mask_records(detections: Detections, mask_scores: np.ndarray) -> list[dict]:
