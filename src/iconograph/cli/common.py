@@ -127,7 +127,7 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except (UserError, *USER_PATH_ERRORS) as exc:
-            typer.echo(f"error: {one_line(exc)}", err=True)
+            typer.echo(f"error: {exc.cli_line() if isinstance(exc, UserError) else one_line(exc)}", err=True)
             raise typer.Exit(EXIT_USAGE) from None
 
     return wrapper
