@@ -24,7 +24,9 @@ from iconograph.errors import UserError, one_line
 
 app = typer.Typer(
     name="iconograph",
-    help="Tell what an image collection depicts, and how sure it is.",
+    help="Tell what an image collection depicts, and how sure it is.\n\n"
+    "The commands in the order data flows: read a collection, embed it, decide what it shows, then "
+    "use and check the results. Every [bold]iconograph COMMAND --help[/bold] ends with examples.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
