@@ -117,8 +117,10 @@ def train(
 ) -> TrainedModel:
     """Train a head (or fine-tune) on labelled images and save the model directory to ``out``.
 
-    >>> model = ig.train("coins/", "truth.csv", head="logistic", backbone="./my-clip", multi_label=True, out="m/")
-    >>> model.info["metrics"]["test"]["f1_samples"]
+    ```python
+    model = ig.train("coins/", "truth.csv", head="logistic", backbone="./my-clip", multi_label=True, out="m/")
+    model.info["metrics"]["test"]["f1_samples"]
+    ```
 
     ``report``: write the HTML report of the test split there (needs ``out``). ``log`` gets the
     progress lines, and with ``min_count`` the table of classes kept.
