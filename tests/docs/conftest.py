@@ -105,6 +105,9 @@ def build_world(root: Path, models: Path) -> Path:
         ["path", "title", "marke", "farbe", "obermaterial", "absatzhöhe", "tags"],
         [[f"shoes/{p.name}", "Slingpumps", "Elegantia", "schwarz", "Leder", "7 cm", "elegant;spitz"] for p in shoes],
     )
+    copy_images(sorted((CIFAR_TEST / "bird").glob("*.jpg"))[6:7], root / "examples", ["eagle.jpg"])
+    copy_images(sorted((CIFAR_TEST / "horse").glob("*.jpg"))[:2], root / "examples" / "zeus")
+    (root / "queries.txt").write_text("zeus\neagle\npatera\n")
     (root / "styles.txt").write_text("elegant\nsporty\ncasual\n")
     (root / "shop-style.txt").write_text("Ein zeitloser Begleiter für jeden Anlass.\n")
     return root
