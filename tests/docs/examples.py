@@ -4,7 +4,8 @@ Every ```bash and ```python block is an example that must run as written. Right 
 fence a block may state what it claims, and the test checks it:
 
     <!-- creates: FILE ... -->          files (or folders) the block leaves behind
-    <!-- fields: FILE KEY ... -->       the first record of a JSONL file has these keys (CSV: header)
+    <!-- fields: FILE KEY ... -->       the first record of a JSONL file has these keys (CSV: the
+                                        header; JSON: the top-level object)
 
 A block that cannot run here (it needs a cluster, a server, a network) carries
 ``<!-- illustrative -->`` on the line before its fence; the tests keep that marker rare.
@@ -108,7 +109,9 @@ def first_record_keys(path: Path) -> set[str]:
     if path.suffix in (".csv", ".tsv"):
         with path.open(newline="", encoding="utf-8") as handle:
             return set(next(csv.reader(handle, delimiter="," if path.suffix == ".csv" else "\t")))
-    first = path.read_text(encoding="utf-8").splitlines()[0]
+    if path.suffix == ".json":  # one JSON document (metrics, a COCO file)
+        return set(json.loads(path.read_text(encoding="utf-8")))
+    first = path.read_text(encoding="utf-8").splitlines()[0]  # JSONL: the first record
     return set(json.loads(first))
 
 
