@@ -18,10 +18,21 @@ def one_line(message: object, limit: int = MAX_MESSAGE) -> str:
 
 
 class UserError(ValueError):
-    """A mistake in what the user gave (arguments, options, files, model names); one line for the user."""
+    """A mistake in what the user gave (arguments, options, files, model names); one line for the user.
+
+    ``cli_message``: the same message in the command line's terms (``--model DIR`` where Python
+    says "the model argument"); the command line prints it instead of ``str(error)``.
+    """
+
+    def __init__(self, message: object = "", *, cli_message: str | None = None):
+        super().__init__(message)
+        self.cli_message = cli_message
 
     def one_line(self) -> str:
         return one_line(self)
+
+    def cli_line(self) -> str:
+        return one_line(self.cli_message or self)
 
 
 class OptionError(UserError):

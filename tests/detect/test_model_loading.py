@@ -20,7 +20,7 @@ def test_a_missing_model_is_the_one_line_error_of_load_model(command, spec, racc
         load_model(spec)
     result = run_cli(command[0], raccoon_images[0], *command[1:], "--model", spec)
     assert result.returncode == 2, result.stderr
-    assert result.stderr == f"error: {expected.value}\n"
+    assert result.stderr == f"error: {expected.value.cli_line()}\n"  # Python says "as the model"
     assert spec in result.stderr and "--model DIR" in result.stderr
 
 

@@ -17,7 +17,13 @@ from iconograph.backends.base import Backend, ModelNotFoundError, Scoring
 from iconograph.engine.fingerprint import digest, directory_digest, env_flag, installed_versions, remembered
 
 PREPROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
-FOLDER_HINT = "pass a local folder with --model DIR (a save_pretrained directory)"
+FOLDER_HINT = "pass the path of a local folder (a save_pretrained directory) as the model"
+CLI_FOLDER_HINT = "pass a local folder with --model DIR (a save_pretrained directory)"
+
+
+def missing_model(problem: str) -> ModelNotFoundError:
+    """The error for a model that cannot be found, with the fix in Python's or the command line's terms."""
+    return ModelNotFoundError(f"{problem}; {FOLDER_HINT}", cli_message=f"{problem}; {CLI_FOLDER_HINT}")
 
 
 def resolve_hf_directory(spec: str) -> Path:
@@ -25,12 +31,12 @@ def resolve_hf_directory(spec: str) -> Path:
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"{path} has no config.json, so it is not a save_pretrained folder; {FOLDER_HINT}")
+            raise missing_model(f"{path} has no config.json, so it is not a save_pretrained folder")
         return path
     if path.exists():
-        raise ModelNotFoundError(f"{path} is a file, not a model folder; {FOLDER_HINT}")
+        raise missing_model(f"{path} is a file, not a model folder")
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
-        raise ModelNotFoundError(f"model folder {spec} not found; {FOLDER_HINT}")
+        raise missing_model(f"model folder {spec} not found")
     from huggingface_hub import snapshot_download
 
     try:
@@ -42,9 +48,7 @@ def resolve_hf_directory(spec: str) -> Path:
             raise RuntimeError("HF_HUB_OFFLINE is set")
         return Path(snapshot_download(spec, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
     except Exception:
-        raise ModelNotFoundError(
-            f"model '{spec}' is not in the Hugging Face cache and could not be downloaded; {FOLDER_HINT}"
-        ) from None
+        raise missing_model(f"model '{spec}' is not in the Hugging Face cache and could not be downloaded") from None
 
 
 class HFModel:

@@ -80,9 +80,10 @@ class OpenClipBackend(Backend):
                 self.model_name, pretrained=None if self.directory else self.pretrained, device=self.device
             )
         except Exception as exc:
+            problem = f"cannot load open_clip model {self.spec}: {' '.join(str(exc).split())[:200]}"
             raise ModelNotFoundError(
-                f"cannot load open_clip model {self.spec}: {' '.join(str(exc).split())[:200]}; "
-                f"pass a local folder or checkpoint with --model"
+                f"{problem}; pass a local folder or checkpoint as the model",
+                cli_message=f"{problem}; pass a local folder or checkpoint with --model",
             ) from None
         return model.eval(), preprocess
 

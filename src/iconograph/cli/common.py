@@ -24,7 +24,9 @@ from iconograph.errors import UserError, one_line
 
 app = typer.Typer(
     name="iconograph",
-    help="Tell what an image collection depicts, and how sure it is.",
+    help="Tell what an image collection depicts, and how sure it is.\n\n"
+    "The commands in the order data flows: read a collection, embed it, decide what it shows, then "
+    "use and check the results. Every [bold]iconograph COMMAND --help[/bold] ends with examples.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
@@ -149,7 +151,7 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except (UserError, *USER_PATH_ERRORS) as exc:
-            typer.echo(f"error: {one_line(exc)}", err=True)
+            typer.echo(f"error: {exc.cli_line() if isinstance(exc, UserError) else one_line(exc)}", err=True)
             raise typer.Exit(EXIT_USAGE) from None
 
     return wrapper

@@ -165,12 +165,23 @@ def embed(
 @user_errors
 def evaluate(
     predictions: Annotated[
-        Path, typer.Argument(help="Predictions JSONL or CSV (from classify or predict).", show_default=False)
+        Path,
+        typer.Argument(
+            help="Predictions: labels (JSONL/CSV from classify or predict), boxes or masks (JSONL from detect "
+            "or segment), or a folder of label-map PNGs.",
+            show_default=False,
+        ),
     ],
     truth: Annotated[
-        Path, typer.Option("--truth", "-t", help="ImageFolder tree, or CSV/JSONL with path and labels (';'-separated).")
+        Path,
+        typer.Option(
+            "--truth",
+            "-t",
+            help="Labels: an ImageFolder tree or CSV/JSONL with path and labels (';'-separated). "
+            "Boxes and masks: COCO .json, a VOC folder of .xml or a YOLO folder. Label maps: a PNG folder.",
+        ),
     ],
-    report: Annotated[Optional[Path], typer.Option("--report", help="Write an HTML report.")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write an HTML report (labels or boxes).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON.")] = None,
     multi_label: Annotated[
         Optional[bool],
@@ -179,7 +190,14 @@ def evaluate(
         ),
     ] = None,
 ):
-    """Accuracy, top-5, F1 (micro/macro/samples), mAP, per-class scores and confusion (boxes: COCO mAP)."""
+    """Score predictions against the truth.
+
+    Labels: accuracy, top-5, F1 (micro/macro/samples), mAP, per-class scores and confusion.
+
+    Boxes and masks (detect/segment JSONL against COCO, VOC or YOLO truth): COCO mAP, AP50, AP75 and per-class AP (pycocotools; with masks on both sides also mask_mAP ...).
+
+    Label-map PNG folders: pixel accuracy, mIoU and per-class IoU.
+    """
     from iconograph.evaluation.run import evaluate_files
 
     metrics = evaluate_files(predictions, truth, report=report, json_out=json_out, multi_label=multi_label)

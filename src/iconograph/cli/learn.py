@@ -242,7 +242,7 @@ def split(
     multi_label: MultiLabelOpt = None,
     val: ValOpt = 0.1,
     test: TestOpt = 0.1,
-    seed: SeedOpt = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split.")] = 0,
 ):
     """Images per split and classes remaining for each --min-count threshold; optionally write the split."""
     from iconograph.learning.splits import format_min_count_table

@@ -196,7 +196,10 @@ class LLMEngine:
 
     @cached_property
     def client(self):
-        import httpx
+        try:
+            import httpx
+        except ImportError:
+            raise OptionError("the llm engine needs httpx: pip install 'iconograph[describe]'") from None
 
         headers = {"Content-Type": "application/json"}
         if self.api_key:

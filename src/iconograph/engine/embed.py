@@ -132,6 +132,7 @@ class Embedder:
         self.stats = EmbedStats()
         self._onnx = None
         self._misses = 0
+        self._dim: int | None = None
 
     # ---- images -------------------------------------------------------------------------
 
@@ -143,8 +144,22 @@ class Embedder:
         return self.store.embedding_cache(f"image_{self.model.image_cache_key(self.exact_decode)}{suffix}")
 
     def embed_images(self, paths: Sequence[str]) -> ImageEmbeddings:
-        """Embeddings for all ``paths`` at once (see :meth:`iter_images` for streaming)."""
-        return ImageEmbeddings.concatenate(list(self.iter_images(paths)))
+        """Embeddings for all ``paths`` at once (see :meth:`iter_images` for streaming); rows of
+        images that failed are zero, so ``vectors`` is ``(len(paths), dim)`` even when all failed."""
+        result = ImageEmbeddings.concatenate(list(self.iter_images(paths)))
+        if result.vectors.shape[1] == 0 and len(result.paths):
+            result.vectors = np.zeros((len(result.paths), self.dim), np.float32)
+        return result
+
+    @property
+    def dim(self) -> int:
+        """The width of this model's image embeddings (measured once on a blank image)."""
+        if self._dim is None:
+            from PIL import Image
+
+            pixels = self.model.make_preprocess()(Image.new("RGB", (64, 64)))
+            self._dim = int(self.model.encode_images(pixels[None]).shape[-1])
+        return self._dim
 
     def iter_images(self, paths: Sequence[str]) -> Iterator[ImageEmbeddings]:
         """Embeddings chunk by chunk, in input order, so a million paths never sit in memory."""

@@ -7,9 +7,10 @@ import csv
 import glob
 import json
 import os
+import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -70,6 +71,36 @@ def atomic_open(
         os.fsync(handle.fileno())
 
 
+@contextlib.contextmanager
+def atomic_directory(path: str | Path, earlier_output: Callable[[Path], bool]) -> Iterator[Path]:
+    """Build a folder in a temporary sibling and swap it in whole when the block succeeds.
+
+    Of what ``path`` held before, the entries ``earlier_output`` recognises (files an earlier run of
+    the same writer made) are dropped, so none survives a re-run; anything else in it (a user's
+    file) is moved into the new folder, never deleted. A failed block leaves ``path`` untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TMP_SUFFIX, dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        if path.is_dir():
+            for entry in path.iterdir():
+                if not earlier_output(entry) and not (tmp / entry.name).exists():
+                    os.replace(entry, tmp / entry.name)
+            old = path.with_name(f".{path.name}.{os.getpid()}-old{TMP_SUFFIX}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def remove_stale_temporaries(path: str | Path) -> list[Path]:
     """Delete the temporaries of ``path`` whose writing process is gone (a SIGKILLed run)."""
     path = Path(path)
@@ -78,7 +109,10 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
         pid = tmp.name[len(path.name) + 2 :].partition("-")[0]
         if pid.isdigit() and not _process_alive(int(pid)):
             with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+                if tmp.is_dir() and not tmp.is_symlink():
+                    shutil.rmtree(tmp)  # a folder of atomic_directory
+                else:
+                    tmp.unlink()
                 removed.append(tmp)
     return removed
 

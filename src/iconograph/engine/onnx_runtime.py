@@ -13,6 +13,7 @@ part of the parity guarantees.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -82,9 +83,34 @@ def quantized(path: Path) -> Path:
     if not target.exists():
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        with atomic_target(target) as tmp:
+        with atomic_target(target) as tmp, _without_preprocessing_advice():
             quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8)
     return target
+
+
+PREPROCESSING_ADVICE = "Please consider to run pre-processing before quantization"
+
+
+@contextlib.contextmanager
+def _without_preprocessing_advice():
+    """Hold back the one warning ``quantize_dynamic`` logs on the root logger for a graph not run
+    through its shape-inference script (advice for static quantisation; nothing for the user to do).
+    Every other record passes; a root logger without handlers gets none added."""
+
+    def drop_advice(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(PREPROCESSING_ADVICE)
+
+    root = logging.getLogger()
+    placeholder = logging.NullHandler() if not root.handlers else None  # keeps logging.warning's basicConfig off
+    if placeholder is not None:
+        root.addHandler(placeholder)
+    root.addFilter(drop_advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop_advice)
+        if placeholder is not None:
+            root.removeHandler(placeholder)
 
 
 def export(module, input_shape: tuple[int, ...], path: Path) -> None:

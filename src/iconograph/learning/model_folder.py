@@ -10,6 +10,11 @@
       backbone/               fine-tuned models only: the tuned network as a loadable folder
       thresholds.csv          the per-label thresholds (also usable with ``classify --threshold``)
       metrics.json            validation and test metrics
+      splits.csv              path,labels,split of every image (``train`` only)
+      test_predictions.jsonl  the test split's predictions (``train`` only)
+
+The folder is written as a whole (built beside it, then swapped in): files of an earlier model
+there never survive a re-run, while files that are not iconograph's (a report, notes) stay.
 
 A head trained on a backbone's embeddings records the backbone's spec (local folders as absolute
 paths) and fingerprint; loading checks the fingerprint so a head is never applied to embeddings
@@ -21,19 +26,25 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from iconograph.backends import Backend, load_model
-from iconograph.engine.files import atomic_write_text
+from iconograph.engine.files import atomic_directory, atomic_write_text
 from iconograph.engine.runs import RunStats
 from iconograph.errors import UserError
 from iconograph.learning.heads import Head, load_head
 
 MODEL_FILE = "iconograph-model.json"
+SPLITS_FILE = "splits.csv"
+TEST_PREDICTIONS = "test_predictions.jsonl"
 FORMAT_VERSION = 1
 EMBEDDED_BACKBONE = "backbone"
+# What a model folder holds; on a re-run these are replaced (``checkpoints/`` is the training's own).
+MODEL_ENTRIES = frozenset({MODEL_FILE, "head", EMBEDDED_BACKBONE, "thresholds.csv", "metrics.json", SPLITS_FILE,
+                           TEST_PREDICTIONS})
 
 
 class ModelDirError(UserError):
@@ -46,6 +57,8 @@ class TrainedModel:
     backbone: dict  # spec, name, fingerprint, preprocess_fingerprint, data (preprocessing), embedded
     info: dict = field(default_factory=dict)  # metrics, splits, settings
     directory: Path | None = None
+    # files saved with the model: name -> a function writing that file at the path it is given
+    attachments: dict[str, Callable[[Path], object]] = field(default_factory=dict, repr=False)
 
     @property
     def labels(self) -> list[str]:
@@ -107,13 +120,28 @@ class TrainedModel:
     # ---- files ------------------------------------------------------------------------
 
     def save(self, directory: str | Path) -> Path:
+        """Write the model folder as a whole (see the module's docstring)."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / MODEL_FILE).unlink(missing_ok=True)  # the folder is unfinished until it is rewritten
-        self.head.save(directory / "head")
-        atomic_write_text(directory / "thresholds.csv", _thresholds_csv(self.labels, self.head.thresholds_))
-        atomic_write_text(directory / "metrics.json", json.dumps(self.info.get("metrics", {}), indent=1))
-        description = {
+        tuned = Path(self.directory) / EMBEDDED_BACKBONE if self.backbone.get("embedded") and self.directory else None
+        keep_own = tuned is not None and tuned.resolve() == (directory / EMBEDDED_BACKBONE).resolve()
+
+        def earlier_output(entry: Path) -> bool:  # a fine-tuned backbone already in place stays
+            return entry.name in MODEL_ENTRIES and not (keep_own and entry.name == EMBEDDED_BACKBONE)
+
+        with atomic_directory(directory, earlier_output) as tmp:
+            self.head.save(tmp / "head")
+            if tuned is not None and not keep_own:
+                shutil.copytree(tuned, tmp / EMBEDDED_BACKBONE)
+            for name, write in self.attachments.items():
+                write(tmp / name)
+            atomic_write_text(tmp / "thresholds.csv", _thresholds_csv(self.labels, self.head.thresholds_))
+            atomic_write_text(tmp / "metrics.json", json.dumps(self.info.get("metrics", {}), indent=1))
+            atomic_write_text(tmp / MODEL_FILE, json.dumps(self._description(), indent=1))
+        self.directory = directory
+        return directory
+
+    def _description(self) -> dict:
+        return {
             "format": "iconograph-model",
             "format_version": FORMAT_VERSION,
             "task": "multi-label" if self.multi_label else "single-label",
@@ -124,9 +152,6 @@ class TrainedModel:
             "backbone": self.backbone,
             **self.info,
         }
-        atomic_write_text(directory / MODEL_FILE, json.dumps(description, indent=1))
-        self.directory = directory
-        return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> TrainedModel:

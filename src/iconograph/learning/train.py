@@ -24,7 +24,13 @@ from iconograph.engine.crops import pop_crop_options
 from iconograph.engine.embed import Embedder
 from iconograph.errors import DataError, OptionError
 from iconograph.learning.heads import Head, make_head
-from iconograph.learning.model_folder import HeadClassifier, TrainedModel, describe_backbone
+from iconograph.learning.model_folder import (
+    SPLITS_FILE,
+    TEST_PREDICTIONS,
+    HeadClassifier,
+    TrainedModel,
+    describe_backbone,
+)
 from iconograph.learning.splits import (
     MinCountRow,
     Split,
@@ -38,8 +44,6 @@ from iconograph.reading.sources import Item, SourceError, path_key, read_collect
 
 FINETUNE = "finetune"
 HEAD_CHOICES = ("logistic", "svm", "knn", "mlp", "voting", FINETUNE)  # "linear" only holds fine-tuned weights
-TEST_PREDICTIONS = "test_predictions.jsonl"
-SPLITS_FILE = "splits.csv"
 
 
 def labelled_items(sources: str | os.PathLike | Iterable, truth: str | os.PathLike | None = None) -> list[Item]:
@@ -114,8 +118,10 @@ def train(
 ) -> TrainedModel | None:
     """Train a head (or fine-tune) on labelled images and save the model directory to ``out``.
 
-    >>> model = ig.train("coins/", "truth.csv", head="logistic", backbone="./my-clip", multi_label=True, out="m/")
-    >>> model.info["metrics"]["test"]["f1_samples"]
+    ```python
+    model = ig.train("coins/", "truth.csv", head="logistic", backbone="./my-clip", multi_label=True, out="m/")
+    model.info["metrics"]["test"]["f1_samples"]
+    ```
 
     ``head="finetune"`` launched by ``torchrun --nproc-per-node N`` trains data-parallel (see
     :mod:`iconograph.learning.finetune.distributed`); rank 0 writes ``out`` and returns the model,
@@ -128,6 +134,8 @@ def train(
         raise OptionError(f"--head must be one of {', '.join(HEAD_CHOICES)}")
     if report is not None and out is None:
         raise OptionError("--report needs --out: the report is made from the model folder's test predictions")
+    if resume:
+        check_resumable(head, out)
     from iconograph.learning.finetune.distributed import ranks_from_environment
 
     log = log if log and ranks_from_environment().main else (lambda message: None)  # rank 0 reports
@@ -161,6 +169,27 @@ def train(
         write_full_report(Path(out) / TEST_PREDICTIONS, test_split_truth(out), report, title=title)
         log(f"report -> {report}")
     return model
+
+
+def check_resumable(head, out) -> None:
+    """``resume`` continues a fine-tuning run from its last checkpoint; anything else is said, not
+    silently retrained from scratch."""
+    from iconograph.learning.finetune.trainer import CHECKPOINT
+    from iconograph.learning.model_folder import is_model_dir
+
+    kind = head if isinstance(head, str) else head.kind
+    if kind != FINETUNE:
+        raise OptionError(f"--resume continues a fine-tuning run (--head finetune); a {kind} head trains in one go")
+    if out is None:
+        raise OptionError("--resume needs --out: the model folder whose checkpoints/ to continue from")
+    if (Path(out) / "checkpoints" / CHECKPOINT).is_file():
+        return
+    if is_model_dir(out):
+        raise OptionError(
+            f"{out} holds a finished model and no checkpoint to resume (checkpoints are kept only with "
+            "--keep-checkpoints); train again without --resume"
+        )
+    raise OptionError(f"nothing to resume: {Path(out) / 'checkpoints'} has no {CHECKPOINT}; start without --resume")
 
 
 def _fit(
@@ -326,8 +355,7 @@ def _evaluate_splits(model: TrainedModel, embedder: Embedder, split: Split, mult
     from iconograph.classification.results import write_predictions
     from iconograph.evaluation.metrics import evaluate
 
-    if out is not None:
-        write_splits(split, Path(out) / SPLITS_FILE)
+    model.attachments[SPLITS_FILE] = lambda path: write_splits(split, path)
 
     for name, items in (("val", split.val), ("test", split.test)):
         if not items:
@@ -335,8 +363,8 @@ def _evaluate_splits(model: TrainedModel, embedder: Embedder, split: Split, mult
         predictions = list(iter_predictions(items, HeadClassifier(model.head), embedder, crop))
         truth = {item.path: item.labels for item in items}
         model.info["metrics"][name] = evaluate(predictions, truth, multi_label=multi_label)
-        if name == "test" and out is not None:
-            write_predictions(predictions, Path(out) / TEST_PREDICTIONS)
+        if name == "test":
+            model.attachments[TEST_PREDICTIONS] = lambda path, kept=predictions: write_predictions(kept, path)
 
 
 def _finetune(

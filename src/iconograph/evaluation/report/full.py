@@ -22,7 +22,7 @@ import numpy as np
 
 from iconograph.classification.decisions import l2_normalize
 from iconograph.classification.results import Prediction, read_predictions
-from iconograph.engine.files import atomic_write_bytes, atomic_write_text
+from iconograph.engine.files import atomic_directory, atomic_write_bytes, atomic_write_text
 from iconograph.evaluation.metrics import Matched, match, metrics_of
 from iconograph.evaluation.report import figures
 from iconograph.reading.sources import Item, path_key
@@ -30,6 +30,7 @@ from iconograph.reading.sources import Item, path_key
 EXAMPLES = 12
 MAX_MAP_POINTS = 1500
 THUMB_SIZE = 96
+PLOT_NAMES = ("confusion", "pr_curves", "agreement", "embedding_map")  # <name>.png in <stem>_files/
 
 
 def write_full_report(
@@ -101,11 +102,16 @@ def write_full_report(
     context["best"], context["worst"] = _examples(matched, examples)
     context["plots"] = {name: base64.b64encode(png).decode() for name, png in plots.items()}
     files = out.with_name(f"{out.stem}_files")
-    for name, png in plots.items():
-        atomic_write_bytes(files / f"{name}.png", png)
+    with atomic_directory(files, _is_plot) as folder:  # a plot of an earlier report never survives
+        for name, png in plots.items():
+            atomic_write_bytes(folder / f"{name}.png", png)
     context["files_dir"] = files.name
     atomic_write_text(out, _render(context))
     return out
+
+
+def _is_plot(entry: Path) -> bool:
+    return entry.suffix == ".png" and entry.stem in PLOT_NAMES
 
 
 def _render(context: dict) -> str:

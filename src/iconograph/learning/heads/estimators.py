@@ -1,7 +1,8 @@
 """Heads that are scikit-learn estimators: linear SVM, k-nearest neighbours, a small MLP.
 
 * ``svm``: ``LinearSVC`` with Platt-scaled probabilities (``CalibratedClassifierCV``, sigmoid,
-  3 folds), one-vs-rest for multi-label; C chosen on validation.
+  3 folds, or 2 when a class has 2 training images; a class with 1 is a one-line error),
+  one-vs-rest for multi-label; C chosen on validation.
 * ``knn``: ``KNeighborsClassifier`` (distance-weighted) on L2-normalised vectors, i.e. cosine
   neighbours; k chosen on validation. Multi-label natively.
 * ``mlp``: ``MLPClassifier`` with one hidden layer (ReLU, Adam, early stopping on an internal
@@ -18,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from iconograph.engine.files import atomic_target
-from iconograph.errors import UserError
+from iconograph.errors import DataError, UserError
 from iconograph.learning.heads.base import Head, validation_score
 
 ESTIMATOR_FILE = "estimator.skops"
+CALIBRATION_FOLDS = 3
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 
@@ -138,8 +140,22 @@ class SVMHead(EstimatorHead):
         from sklearn.svm import LinearSVC
 
         svc = LinearSVC(C=value, max_iter=self.max_iter, random_state=self.random_state)
-        calibrated = CalibratedClassifierCV(svc, method="sigmoid", cv=3)
+        calibrated = CalibratedClassifierCV(svc, method="sigmoid", cv=self._folds(Y))
         return OneVsRestClassifier(calibrated) if self.multi_label_ else calibrated
+
+    def _folds(self, Y: np.ndarray) -> int:
+        """Platt scaling's cross-validation folds: 3, or 2 when a class has 2 training images (each
+        fold needs every class; a one-vs-rest problem needs both of its sides)."""
+        positives = Y.sum(axis=0)
+        counts = np.minimum(positives, len(Y) - positives) if self.multi_label_ else positives
+        counts = np.where(counts > 0, counts, np.iinfo(np.int64).max)  # constant one-vs-rest columns: no fit
+        rarest = int(np.argmin(counts))
+        if counts[rarest] >= 2:
+            return int(min(CALIBRATION_FOLDS, counts[rarest]))
+        raise DataError(
+            f"the svm head calibrates its scores by cross-validation and needs at least 2 training images "
+            f"per class; {str(self.classes_[rarest])!r} has 1: drop such classes with --min-count 2, or use --head logistic"
+        )
 
 
 class KNNHead(EstimatorHead):
