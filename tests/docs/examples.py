@@ -116,11 +116,13 @@ def first_record_keys(path: Path) -> set[str]:
 
 
 def command_wrapper(bin_dir: Path) -> Path:
-    """``iconograph`` on PATH as this interpreter's ``-m iconograph`` (the package under test)."""
+    """``iconograph`` (and ``torchrun``) on PATH as this interpreter's ``-m iconograph`` (the
+    package under test) and ``-m torch.distributed.run``, whether or not a venv is activated."""
     bin_dir.mkdir(parents=True, exist_ok=True)
-    script = bin_dir / "iconograph"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m iconograph "$@"\n')
-    script.chmod(0o755)
+    for name, module in (("iconograph", "iconograph"), ("torchrun", "torch.distributed.run")):
+        script = bin_dir / name
+        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m {module} "$@"\n')
+        script.chmod(0o755)
     return bin_dir
 
 
