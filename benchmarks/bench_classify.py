@@ -192,7 +192,8 @@ def load() -> str:
 
 
 def bench_decode_set(name: str, directory: Path, images: list[Path], store: Path, workers: int | None) -> None:
-    """One image set: model-only, iconograph fast and exact decode, pipeline; then fast vs exact."""
+    """One image set: model-only, iconograph fast and exact decode (PyTorch), model-only and
+    iconograph fast with ONNX Runtime, the pipeline; then fast vs exact."""
     import numpy as np
     import torch
     from transformers import AutoImageProcessor, CLIPModel, pipeline
@@ -233,6 +234,21 @@ def bench_decode_set(name: str, directory: Path, images: list[Path], store: Path
         embedder.embed_images(images[:1])  # weights loaded before timing
         rates[label] = len(images) / timed(lambda e=embedder: e.embed_images(images))
         print(f"  [{name}] iconograph {label} {rates[label]:.1f} images/s ({load()})", flush=True)
+    # The same with ONNX Runtime (what --runtime auto picks on a CPU for jobs of 256+ images),
+    # against ONNX Runtime's own model-only rate on the same pre-processed tensors.
+    from iconograph.backends import load_model
+    from iconograph.engine.onnx_runtime import OnnxImageEncoder
+
+    onnx = OnnxImageEncoder.load_or_export(load_model(str(directory)), tuple(exact_pixels.shape[1:]), store / "onnx")
+
+    def run_onnx(pixels):
+        return [onnx(pixels[i : i + 32]) for i in range(0, len(pixels), 32)]
+
+    rates["model-only onnx"] = len(images) / min(timed(lambda: run_onnx(exact_pixels)) for _ in range(2))
+    embedder = ig.Embedder(str(directory), store=store, use_cache=False, batch_size=32, workers=workers, runtime="onnx")
+    embedder.embed_images(images[:1])  # weights loaded and the graph exported before timing
+    rates["fast onnx"] = len(images) / timed(lambda: embedder.embed_images(images))
+    print(f"  [{name}] iconograph fast onnx {rates['fast onnx']:.1f} images/s ({load()})", flush=True)
     classifier = pipeline("zero-shot-image-classification", model=str(directory))
     paths = [str(p) for p in images]
     rates["pipeline"] = len(images) / timed(
@@ -253,8 +269,11 @@ def bench_decode_set(name: str, directory: Path, images: list[Path], store: Path
     print(f"{name}: {len(images)} images, {reduced} decoded at reduced scale (bound {min_size} px); {load()}")
     for label in ("model-only", "fast", "exact", "pipeline"):
         print(f"  {label:<11} {rates[label]:7.1f} images/s  {rates[label] / rates['model-only']:5.2f}x model-only")
+    for label in ("model-only onnx", "fast onnx"):
+        print(f"  {label:<15} {rates[label]:7.1f} images/s  {rates[label] / rates['model-only onnx']:5.2f}x model-only onnx")
     print(
-        f"  fast / exact {rates['fast'] / rates['exact']:.2f}x; fast / pipeline {rates['fast'] / rates['pipeline']:.2f}x"
+        f"  fast / exact {rates['fast'] / rates['exact']:.2f}x; fast / pipeline {rates['fast'] / rates['pipeline']:.2f}x; "
+        f"fast onnx / pipeline {rates['fast onnx'] / rates['pipeline']:.2f}x"
     )
     print(
         f"  fast vs exact model input: PSNR min {psnr.min():.1f} dB (median {np.median(psnr):.1f}), "
