@@ -52,7 +52,6 @@ COMMANDS: dict[str, CommandHelp] = {
         "Embed, tag and index a collection for search and review.",
         (
             "iconograph index coins/ --collection coins --labels-file iconography.txt",
-            "iconograph index coins/ --collection coins --predictions tags.jsonl   # attach classify's tags",
             "iconograph index coins/ --collection coins --regions masks.jsonl   # masks on the review page",
             "iconograph index --collection coins --target-recall 0.95   # tune the ANN search",
         ),
