@@ -123,6 +123,35 @@ def image_preprocess(image_processor) -> Callable:
     return preprocess
 
 
+class HFProcessorJob:
+    """The model side of a per-image job on one transformers folder with a processor (the
+    segmenters, the captioner): its fingerprints, the processor and model loaded once, and the
+    processor's exact image preprocessing. The job sets ``hf`` (an :class:`HFModel`) and
+    ``device``; ``model_class`` and ``processor_class`` name the classes to load."""
+
+    model_class = ""
+    processor_class = "AutoProcessor"
+
+    @property
+    def fingerprint(self) -> str:
+        return self.hf.fingerprint
+
+    @cached_property
+    def preprocess_fingerprint(self) -> str:
+        return self.hf.preprocess_fingerprint(type(self.processor.image_processor).__name__)
+
+    @cached_property
+    def processor(self):
+        return self.hf.from_pretrained(self.processor_class)
+
+    @cached_property
+    def model(self):
+        return self.hf.load(self.model_class, self.device)
+
+    def make_preprocess(self) -> Callable:
+        return image_preprocess(self.processor.image_processor)
+
+
 EDGE_KEYS = ("shortest_edge", "longest_edge", "height", "width")
 
 

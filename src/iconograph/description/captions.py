@@ -9,13 +9,12 @@ same images generates nothing and an interrupted run resumes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 from iconograph.backends.base import DECODE_VERSION, resolve_device
-from iconograph.backends.hf import HFModel, image_preprocess
+from iconograph.backends.hf import HFModel, HFProcessorJob
 from iconograph.engine.files import RecordWriter
 from iconograph.engine.fingerprint import digest
 from iconograph.engine.jobs import ImageJobRunner
@@ -36,8 +35,11 @@ class Caption:
         return {"path": self.path, "caption": self.text, "error": self.error}
 
 
-class Captioner:
+class Captioner(HFProcessorJob):
     """``Captioner(model, prompt="a photo of").caption(images)``; also an image job for the runner."""
+
+    model_class = "AutoModelForImageTextToText"
+    processor_class = "AutoProcessor"
 
     def __init__(
         self,
@@ -56,14 +58,6 @@ class Captioner:
         self.hf = HFModel(self.spec, kind="hf-captioner", what="a captioner (BLIP-class image-text-to-text models)")
 
     @property
-    def fingerprint(self) -> str:
-        return self.hf.fingerprint
-
-    @cached_property
-    def preprocess_fingerprint(self) -> str:
-        return self.hf.preprocess_fingerprint(type(self.processor.image_processor).__name__)
-
-    @property
     def generation_settings(self) -> dict:
         return {"prompt": self.prompt, "max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams}
 
@@ -72,17 +66,6 @@ class Captioner:
         return "caption_" + digest(
             self.fingerprint, self.preprocess_fingerprint, self.generation_settings, DECODE_VERSION
         )
-
-    @cached_property
-    def processor(self):
-        return self.hf.from_pretrained("AutoProcessor")
-
-    @cached_property
-    def model(self):
-        return self.hf.load("AutoModelForImageTextToText", self.device)
-
-    def make_preprocess(self) -> Callable:
-        return image_preprocess(self.processor.image_processor)
 
     def caption_pixels(self, pixels) -> list[str]:
         import torch

@@ -13,14 +13,14 @@ Each mask is an instance labelled ``object`` with its predicted IoU as the score
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
 import numpy as np
 
 from iconograph.backends.base import DECODE_VERSION, ModelNotFoundError, resolve_device
-from iconograph.backends.hf import HFModel, image_preprocess
+from iconograph.backends.hf import HFModel, HFProcessorJob
 from iconograph.boxes import Detections
 from iconograph.engine.fingerprint import digest
 
@@ -38,8 +38,11 @@ class AutoMaskSettings:
     crops_nms_thresh: float = 0.7
 
 
-class AutoMaskSegmenter:
+class AutoMaskSegmenter(HFProcessorJob):
     """An image job: every mask SAM finds from a point grid."""
+
+    model_class = "SamModel"
+    processor_class = "SamProcessor"
 
     def __init__(self, model: str, settings: AutoMaskSettings | None = None, *, device: str | None = None):
         self.spec = str(model)
@@ -49,29 +52,14 @@ class AutoMaskSegmenter:
         if self.hf.model_type != "sam":
             raise ModelNotFoundError(f"{self.spec} is a '{self.hf.model_type}' model; --auto needs a SAM model")
 
-    @property
-    def fingerprint(self) -> str:
-        return self.hf.fingerprint
-
-    @cached_property
-    def processor(self):
-        return self.hf.from_pretrained("SamProcessor")
-
-    @cached_property
-    def preprocess_fingerprint(self) -> str:
-        return self.hf.preprocess_fingerprint(type(self.processor.image_processor).__name__)
-
     @cached_property
     def pipeline(self):
         from transformers import pipeline
 
-        model = self.hf.load("SamModel", self.device)
+        model = self.model
         return pipeline(
             "mask-generation", model=model, image_processor=self.processor.image_processor, device=model.device
         )
-
-    def make_preprocess(self) -> Callable:
-        return image_preprocess(self.processor.image_processor)
 
     @property
     def cache_name(self) -> str:

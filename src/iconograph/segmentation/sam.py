@@ -16,13 +16,12 @@ predicted IoU of the kept mask).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from functools import cached_property
+from collections.abc import Sequence
 
 import numpy as np
 
 from iconograph.backends.base import DECODE_VERSION, ModelNotFoundError, resolve_device
-from iconograph.backends.hf import HFModel, image_preprocess
+from iconograph.backends.hf import HFModel, HFProcessorJob
 from iconograph.boxes import Detections
 from iconograph.boxes.masks import encode
 from iconograph.engine.fingerprint import digest
@@ -45,7 +44,7 @@ def box_segmenter(model: str = DEFAULT_SEGMENTER, *, device: str | None = None) 
     return kind(model, device=device, hf=hf)
 
 
-class SamSegmenter:
+class SamSegmenter(HFProcessorJob):
     """``SamSegmenter(model).segment(image, boxes)``; also an image job for the runner, whose box
     prompts per image come from ``set_prompts(path_key -> Detections)``."""
 
@@ -79,25 +78,6 @@ class SamSegmenter:
         self._lock = threading.Lock()
 
     # ---- model, processor, fingerprints ---------------------------------------------------
-
-    @property
-    def fingerprint(self) -> str:
-        return self.hf.fingerprint
-
-    @cached_property
-    def preprocess_fingerprint(self) -> str:
-        return self.hf.preprocess_fingerprint(type(self.processor.image_processor).__name__)
-
-    @cached_property
-    def processor(self):
-        return self.hf.from_pretrained(self.processor_class)
-
-    @cached_property
-    def model(self):
-        return self.hf.load(self.model_class, self.device)
-
-    def make_preprocess(self) -> Callable:
-        return image_preprocess(self.processor.image_processor)
 
     @property
     def cache_name(self) -> str:

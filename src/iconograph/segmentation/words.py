@@ -15,18 +15,18 @@ its label, its score, the tight box around the mask and the mask (COCO RLE).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 
 import numpy as np
 
 from iconograph.backends.base import DECODE_VERSION, ModelNotFoundError, resolve_device
-from iconograph.backends.hf import HFModel, image_preprocess
+from iconograph.backends.hf import HFModel, HFProcessorJob
 from iconograph.boxes import Detections
 from iconograph.engine.fingerprint import digest
 
 
-class WordSegmenter:
+class WordSegmenter(HFProcessorJob):
     """An image job for the runner: masks for the same ``words`` in every image."""
 
     model_class = ""
@@ -53,25 +53,6 @@ class WordSegmenter:
         self.hf = hf or HFModel(self.spec, kind="hf-segmenter", what=self.what)
 
     # ---- model, processor, cache identity ----------------------------------------------------
-
-    @property
-    def fingerprint(self) -> str:
-        return self.hf.fingerprint
-
-    @cached_property
-    def preprocess_fingerprint(self) -> str:
-        return self.hf.preprocess_fingerprint(type(self.processor.image_processor).__name__)
-
-    @cached_property
-    def processor(self):
-        return self.hf.from_pretrained(self.processor_class)
-
-    @cached_property
-    def model(self):
-        return self.hf.load(self.model_class, self.device)
-
-    def make_preprocess(self) -> Callable:
-        return image_preprocess(self.processor.image_processor)
 
     @property
     def cache_name(self) -> str:
