@@ -216,7 +216,7 @@ def iter_crop_embeddings(embedder, paths: Sequence[str], options: CropOptions) -
     """:class:`~iconograph.engine.embed.ImageEmbeddings` chunk by chunk, one row per crop (each
     with its ``boxes`` entry), and one error row per image without a box."""
     from iconograph.engine.embed import _to_embeddings
-    from iconograph.engine.jobs import ImageJobRunner, ImageResult
+    from iconograph.engine.jobs import ImageResult
 
     runner_options = {"store": embedder.store, "use_cache": embedder.use_cache, "progress": embedder.progress}
     paths = [str(p) for p in paths]
@@ -225,22 +225,7 @@ def iter_crop_embeddings(embedder, paths: Sequence[str], options: CropOptions) -
     for i, image_crops in enumerate(planned):
         for k, crop in enumerate(image_crops):
             crops[f"{i}{ITEM_SEPARATOR}{k}"] = crop
-    runner = ImageJobRunner(
-        CropEmbeddingJob(embedder, crops),
-        cache=embedder.image_cache,
-        use_cache=embedder.use_cache,
-        batch_size=embedder.batch_size,
-        workers=embedder.workers,
-        chunk_size=embedder.chunk_size,
-        flush_every=embedder.flush_every,
-        max_pixels=embedder.max_pixels,
-        progress=embedder.progress,
-        description="embedding crops",
-        engine=embedder.engine,
-        ray_address=embedder.ray.address,
-        actors=embedder.ray.actors,
-    )
-    results = runner.run(list(crops))
+    results = embedder.runner(CropEmbeddingJob(embedder, crops), "embedding crops").run(list(crops))
     rows: list[ImageResult] = []
     used: list[Crop | None] = []
     for path, image_crops in zip(paths, planned):
@@ -264,7 +249,4 @@ def _with_boxes(chunk, crops: list[Crop | None], embedder):
     chunk.boxes = [list(c.box) if c is not None else None for c in crops]
     chunk.crop_keys = [c.key if c is not None else None for c in crops]
     chunk.computed = sum(e is None for e in chunk.errors) - chunk.cached
-    embedder.stats.computed += chunk.computed
-    embedder.stats.cached += chunk.cached
-    embedder.stats.failed += sum(e is not None for e in chunk.errors)
-    return chunk
+    return embedder.counted(chunk)

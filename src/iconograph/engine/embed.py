@@ -163,8 +163,14 @@ class Embedder:
 
     def iter_images(self, paths: Sequence[str]) -> Iterator[ImageEmbeddings]:
         """Embeddings chunk by chunk, in input order, so a million paths never sit in memory."""
-        runner = ImageJobRunner(
-            self,
+        for results in self.runner(self, "embedding images").run_chunks(paths):
+            yield self.counted(_to_embeddings(results))
+
+    def runner(self, job, description: str) -> ImageJobRunner:
+        """The job runner for ``job`` (this embedder, or a job built on it such as crops) with
+        this embedder's cache, batching, workers, progress and engine."""
+        return ImageJobRunner(
+            job,
             cache=self.image_cache,
             use_cache=self.use_cache,
             batch_size=self.batch_size,
@@ -173,17 +179,18 @@ class Embedder:
             flush_every=self.flush_every,
             max_pixels=self.max_pixels,
             progress=self.progress,
-            description="embedding images",
+            description=description,
             engine=self.engine,
             ray_address=self.ray.address,
             actors=self.ray.actors,
         )
-        for results in runner.run_chunks(paths):
-            chunk = _to_embeddings(results)
-            self.stats.computed += chunk.computed
-            self.stats.cached += chunk.cached
-            self.stats.failed += sum(e is not None for e in chunk.errors)
-            yield chunk
+
+    def counted(self, chunk: ImageEmbeddings) -> ImageEmbeddings:
+        """``chunk``, its computed, cached and failed rows added to :attr:`stats`."""
+        self.stats.computed += chunk.computed
+        self.stats.cached += chunk.cached
+        self.stats.failed += sum(e is not None for e in chunk.errors)
+        return chunk
 
     def embed_bytes(self, data: bytes) -> np.ndarray:
         """One image given as bytes (an upload): through the same cache. Raises ``DecodeError``."""
