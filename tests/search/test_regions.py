@@ -32,13 +32,16 @@ def masks_for(seed: int) -> np.ndarray:
     return np.stack([ring, square])
 
 
-def write_segment_jsonl(path, image_paths, extra=()) -> dict[str, np.ndarray]:
+HOSTILE = '<img src=x onerror="window.pwned=1">'
+
+
+def write_segment_jsonl(path, image_paths, extra=(), labels=("coin", "eagle")) -> dict[str, np.ndarray]:
     """A segment-style JSONL for ``image_paths`` (plus ``extra`` records); returns the masks."""
     written = {}
     with open(path, "w") as handle:
         for i, image in enumerate(image_paths):
             masks = masks_for(i)
-            detections = Detections.from_masks(masks, ["coin", "eagle"], np.array([0.9, 0.6]))
+            detections = Detections.from_masks(masks, list(labels), np.array([0.9, 0.6]))
             handle.write(json.dumps({"path": str(image), "boxes": detections.to_records(), "error": None}) + "\n")
             written[str(image)] = masks
         for record in extra:
@@ -76,6 +79,19 @@ def test_regions_are_stored_per_image_and_replaced_by_a_newer_run(indexed, tmp_p
     (tmp_path / "bad.jsonl").write_text(json.dumps({"path": paths[0], "labels": []}) + "\n")
     with pytest.raises(SourceError, match="line 1"):
         collection.regions.attach(tmp_path / "bad.jsonl")
+    hostile = [  # each refused with one line naming the line, and nothing stored
+        {"label": "x" * 10_000, "score": 0.5, "xyxy": [1, 2, 3, 4]},
+        {"label": "owl", "score": float("nan"), "xyxy": [1, 2, 3, 4]},
+        {"label": "owl", "score": 7, "xyxy": [1, 2, 3, 4]},
+        {"label": "owl", "score": 0.5, "xyxy": [1, float("inf"), 3, 4]},
+        {"label": "owl", "score": 0.5, "xyxy": [1, 2, 3]},
+        {"label": "a\x00b", "score": 0.5, "xyxy": [1, 2, 3, 4]},
+    ]
+    for box in hostile:
+        (tmp_path / "bad.jsonl").write_text(json.dumps({"path": paths[1], "boxes": [box]}) + "\n")
+        with pytest.raises(SourceError, match="line 1"):
+            collection.regions.attach(tmp_path / "bad.jsonl")
+    assert len(collection.regions.of(paths[1])) == 2
 
 
 def test_index_regions_from_the_command_line_and_the_service(server, images, tiny_clip, tmp_path):
@@ -105,7 +121,7 @@ def test_index_regions_from_the_command_line_and_the_service(server, images, tin
 def test_detail_view_draws_masks_and_boxes(server, browser, tmp_path):
     collection = server.collection
     paths = [v.path for v in collection.items()]
-    write_segment_jsonl(tmp_path / "seg.jsonl", paths[:1])
+    write_segment_jsonl(tmp_path / "seg.jsonl", paths[:1], labels=("coin", HOSTILE))  # markup stays text
     collection.regions.attach(tmp_path / "seg.jsonl")
     page = browser.new_page(viewport={"width": 1280, "height": 860})
     errors = []
@@ -124,6 +140,9 @@ def test_detail_view_draws_masks_and_boxes(server, browser, tmp_path):
     strokes = page.eval_on_selector_all("[data-testid=region]", "els => els.map(e => getComputedStyle(e).stroke)")
     assert strokes == ["rgb(230, 25, 75)", "rgb(60, 180, 75)"]  # one annotate colour per class
     assert failed == [] and errors == []
+    captions = page.eval_on_selector_all("text.region", "els => els.map(e => e.textContent)")
+    assert captions == ["coin 0.90", f"{HOSTILE} 0.60"]
+    assert page.evaluate("() => window.pwned === undefined && !document.querySelector('#boxes img')")
     page.wait_for_function("() => document.getElementById('detail-image').complete")
     shot = tmp_path / "review-masks.png"
     page.screenshot(path=str(shot))

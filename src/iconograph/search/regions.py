@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from dataclasses import dataclass
 
@@ -94,10 +95,22 @@ class RegionTable:
 
 
 def _region(box: dict, path, number: int) -> dict:
+    """One box of a record, checked as every label and score that reaches the page is: the
+    shared label rule (:func:`~iconograph.reading.sources.clean_label`), a finite score in [0, 1]
+    or none, four finite coordinates (NaN or infinity would not even serialise as JSON)."""
+    from iconograph.reading.sources import clean_label
+
     try:
-        region = {"label": str(box["label"]), "score": box.get("score"), "xyxy": [float(v) for v in box["xyxy"]]}
-    except (KeyError, TypeError, ValueError):
-        raise SourceError(f"{path}: line {number} has a box without a label and xyxy") from None
+        label = clean_label(str(box["label"]))
+        xyxy = [float(v) for v in box["xyxy"]]
+        score = None if box.get("score") is None else float(box["score"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SourceError(f"{path}: line {number} has a box without a usable label and xyxy ({exc})") from None
+    if not label or len(xyxy) != 4 or not all(math.isfinite(v) for v in xyxy):
+        raise SourceError(f"{path}: line {number} has a box without a label or with a bad xyxy")
+    if score is not None and not (math.isfinite(score) and 0 <= score <= 1):
+        raise SourceError(f"{path}: line {number} has a score outside [0, 1]: {score}")
+    region = {"label": label, "score": score, "xyxy": xyxy}
     if box.get("segmentation") is not None:
         region["segmentation"] = box["segmentation"]
     return region
