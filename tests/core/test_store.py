@@ -1,3 +1,4 @@
+import pickle
 import threading
 
 import numpy as np
@@ -86,9 +87,7 @@ def test_colliding_key_hashes_never_give_another_keys_value(tmp_path, monkeypatc
     """Every key hashed to one value: the index only nominates rows, the stored key decides."""
     import iconograph.engine.store as store_module
 
-    monkeypatch.setattr(
-        store_module, "key_hashes", lambda keys: np.zeros(len(keys), np.int64)
-    )
+    monkeypatch.setattr(store_module, "key_hashes", lambda keys: np.zeros(len(keys), np.int64))
     cache = Store(tmp_path).record_cache("collide")
     cache.add(["a", "b"], [{"v": "a"}, {"v": "b"}])
     cache.add(["b", "c"], [{"v": "b2"}, {"v": "c"}])
@@ -106,3 +105,25 @@ def test_key_index_costs_sixteen_bytes_a_row(tmp_path):
     assert len(fresh.lookup(keys[::997])) == len(keys[::997])
     index = fresh._index
     assert index.hashes.nbytes + index.offsets.nbytes == 16 * len(keys)
+
+
+def test_fragments_written_elsewhere_are_invisible_until_one_commit_and_keep_each_key_once(tmp_path):
+    """What ``--engine ray``'s actors do: write data files through a (pickled) writer; the driver commits."""
+    cache = Store(tmp_path).embedding_cache("image_fragments")
+    writer = pickle.loads(pickle.dumps(cache.fragment_writer()))
+    vectors = {k: np.full(4, i, np.float32) for i, k in enumerate("abcde")}
+    first = writer.write(["a", "b"], [vectors["a"], vectors["b"]])
+    overlapping = writer.write(["b", "c"], [vectors["b"], vectors["c"]])  # a retried batch, say
+    assert cache.dataset() is None  # written, not committed: nobody sees it
+
+    assert cache.commit([first, overlapping]) == 3
+    assert len(cache.dataset().versions()) == 1  # one commit made both visible
+    assert sorted(cache.dataset().to_table(columns=["key"]).column("key").to_pylist()) == ["a", "b", "c"]
+
+    later = writer.write(["c", "d", "e"], [vectors[k] for k in "cde"])  # "c" is in the table now
+    assert cache.commit([later]) == 2 and len(cache.dataset().versions()) == 2
+    assert cache.commit([writer.write(["e"], [vectors["e"]])]) == 0  # nothing new: no commit
+    keys = Store(tmp_path).embedding_cache("image_fragments").dataset().to_table(columns=["key"]).column("key")
+    assert sorted(keys.to_pylist()) == list("abcde")
+    found = Store(tmp_path).embedding_cache("image_fragments").lookup(list("abcde"))
+    assert all(np.array_equal(found[k], vectors[k]) for k in "abcde")

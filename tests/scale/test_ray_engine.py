@@ -105,3 +105,33 @@ def test_detect_and_caption_on_ray_equal_local(tmp_path, tiny_owlvit_model, tiny
     )
     assert [c.to_record() for c in ray] == [c.to_record() for c in local]
     assert any(c.error for c in local) and any(c.text for c in local)
+
+
+def test_model_actors_write_fragments_and_one_driver_commit_shows_them(tmp_path, tiny_clip, mixed_images):
+    """Issue 13: the workers write the results into the store; the driver only commits."""
+    from iconograph.engine.ray_engine import RaySettings, run_pipeline
+
+    paths = [str(p) for p in mixed_images]
+    embedder = ig.Embedder(str(tiny_clip), store=tmp_path / "ray", engine="ray", runtime="torch", progress=False)
+    cache = embedder.image_cache
+    batches = [list(enumerate(paths))[i : i + 3] for i in range(0, len(paths), 3)]
+    yielded = list(run_pipeline(batches, embedder, RaySettings(actors=1), max_pixels=None, min_size=None, cache=cache))
+
+    results = [
+        (h, v) for *_, hashes, values, errors, _ in yielded for h, v, e in zip(hashes, values, errors) if e is None
+    ]
+    written = [w for *_, w in yielded if w is not None]
+    assert results and sorted(k for w in written for k in w.keys) == sorted(h for h, _ in results)  # all, by actors
+    assert cache.dataset() is None  # written by the actors, not visible before the commit
+    computed = dict(results)  # the collection holds identical copies: stored once
+    assert cache.commit(written) == len(computed) < len(results) and len(cache.dataset().versions()) == 1
+    found = ig.Embedder(str(tiny_clip), store=tmp_path / "ray").image_cache.lookup(list(computed))
+    assert all(np.array_equal(found[h], v) for h, v in computed.items())
+
+
+def test_an_actor_on_another_node_than_a_local_store_sends_its_results_back(tmp_path):
+    from iconograph.engine.store import Store
+
+    writer = Store(tmp_path).record_cache("records").fragment_writer(node_id="another-machine")
+    assert not writer.reaches_store()
+    assert Store(tmp_path).record_cache("records").fragment_writer().reaches_store()  # object storage: any node

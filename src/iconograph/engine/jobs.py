@@ -207,7 +207,7 @@ class ImageJobRunner:
                     else:
                         yield ids, None, error
                     advance(len(ids))
-                if self._flush_due(pending_keys):
+                if self._flush_due(len(pending_keys)):
                     self._flush(pending_keys, pending_values)
         finally:
             self._flush(pending_keys, pending_values)
@@ -250,6 +250,7 @@ class ImageJobRunner:
                 rows_left[jobs[row[0][0]][0]] += 1
             pending_keys: list[str] = []
             pending_values: list = []
+            pending_written: list = []  # results the actors wrote as fragments, to commit
             rows_seen: set[int] = set()
             done = 0
             results = (
@@ -259,6 +260,7 @@ class ImageJobRunner:
                     self.ray,
                     max_pixels=self.max_pixels,
                     min_size=self.job.decode_min_size() if hasattr(self.job, "decode_min_size") else None,
+                    cache=self.cache,
                 )
                 if rows
                 else iter(())
@@ -266,7 +268,7 @@ class ImageJobRunner:
             try:
                 while done < len(chunks):
                     if rows_left[done] == 0:
-                        self._flush(pending_keys, pending_values)
+                        self._flush(pending_keys, pending_values, pending_written)
                         chunk = chunks[done]
                         done += 1
                         self.stats.failed += sum(e is not None for e in chunk["errors"])
@@ -275,10 +277,12 @@ class ImageJobRunner:
                             for f in zip(*(chunk[k] for k in ("paths", "values", "errors", "cached", "hashes")))
                         ]
                         continue
-                    row, positions, hashes, values, errors = next(results)
+                    row, positions, hashes, values, errors, written = next(results)
                     if row in rows_seen:  # a retried batch delivered twice: its images count once
                         continue
                     rows_seen.add(row)
+                    if written is not None:
+                        pending_written.append(written)
                     for position, digest, value, error in zip(positions, hashes, values, errors):
                         chunk_index, ids, later = jobs[position]
                         chunk = chunks[chunk_index]
@@ -290,15 +294,16 @@ class ImageJobRunner:
                                 chunks[other]["cached"][i] = False
                                 self.stats.cached -= 1
                         if error is None:
-                            pending_keys.append(digest)
-                            pending_values.append(value)
+                            if written is None:
+                                pending_keys.append(digest)
+                                pending_values.append(value)
                             self.stats.computed += 1
                         advance(len(ids) + len(later))
                     rows_left[chunk_index] -= 1
-                    if self._flush_due(pending_keys):
-                        self._flush(pending_keys, pending_values)
+                    if self._flush_due(len(pending_keys) + sum(len(w.keys) for w in pending_written)):
+                        self._flush(pending_keys, pending_values, pending_written)
             finally:
-                self._flush(pending_keys, pending_values)
+                self._flush(pending_keys, pending_values, pending_written)
         if self.cache is not None:
             self.cache.compact()
 
@@ -340,16 +345,21 @@ class ImageJobRunner:
             )
         return chunks, rows, jobs, first_misses
 
-    def _flush_due(self, pending: list) -> bool:
+    def _flush_due(self, pending: int) -> bool:
         """Enough new results to append, or ``flush_seconds`` have passed since the last append."""
         overdue = time.monotonic() - self._last_flush >= self.flush_seconds
-        return len(pending) >= self.flush_every or (bool(pending) and overdue)
+        return pending >= self.flush_every or (pending > 0 and overdue)
 
-    def _flush(self, keys: list[str], values: list) -> None:
+    def _flush(self, keys: list[str], values: list, written: list | None = None) -> None:
+        """Append ``keys``/``values`` and commit the ``written`` fragments; then empty the lists."""
         if self.cache is not None and keys:
             self.cache.add(keys, values)
+        if self.cache is not None and written:
+            self.cache.commit(written)
         keys.clear()
         values.clear()
+        if written:
+            written.clear()
         self._last_flush = time.monotonic()
 
 

@@ -7,8 +7,11 @@ then flow through one Ray Data pipeline::
     one row per model batch -> decode + preprocess (CPU tasks) -> the model (an actor pool,
     ``map_batches`` with a callable class, one job replica per actor) -> the driver
 
-and the driver appends the results to the cache as they arrive and yields them chunk by chunk in
-input order. Every step is the local engine's own code: decoding and preprocessing are
+and the driver yields the results chunk by chunk in input order. The actors write their results
+into the cache table as Lance data files (fragments) and the driver commits them, many batches in
+one commit: nothing is visible before that commit, and an actor whose results are lost (killed
+after writing) leaves only unreferenced files. Where an actor cannot reach the store (a local
+store, an actor on another machine) its results travel back and the driver appends them. Every step is the local engine's own code: decoding and preprocessing are
 :class:`~iconograph.engine.jobs.DecodeDataset` and :func:`~iconograph.engine.jobs.collate`, the
 model step is the job's ``run_batch``. The batches are the ones the local engine forms (the same
 images, in the same groups), so the numbers are the same: a model's output for one image can
@@ -17,7 +20,7 @@ depend on which others share its batch.
 Faults: a model actor that dies is restarted by Ray Data and its unfinished batches are sent
 again (the job completes); a driver that dies loses what it had not yet appended to the cache
 (at most ``flush_every`` images or ``flush_seconds``), and the same command run again computes
-only that. The driver commits; the workers do not write Lance fragments of their own.
+only that.
 
 A job reaches the actors as a recipe (``job.for_worker()``), or as a copy without its loaded
 weights, which each actor loads again from the same model folder.
@@ -33,6 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from iconograph.engine.store import FragmentWriter, WrittenFragments
 from iconograph.errors import OptionError
 
 ENGINES = ("local", "ray")
@@ -148,13 +152,15 @@ def decode_row(row: dict, preprocess, max_pixels, min_size) -> dict:
 
 class ModelActor:
     """One job replica; runs ``run_batch`` on each decoded batch (Ray Data calls it with batches
-    of one row, one row being one model batch)."""
+    of one row, one row being one model batch) and, given a ``writer``, writes the batch's
+    results into the cache table as an uncommitted fragment."""
 
-    def __init__(self, factory: Callable[[], Any], threads: int):
+    def __init__(self, factory: Callable[[], Any], threads: int, writer: FragmentWriter | None = None):
         import torch
 
         torch.set_num_threads(threads)
         self.job = factory()
+        self.writer = writer if writer is not None and writer.reaches_store() else None
 
     def __call__(self, rows: dict) -> dict:
         results = []
@@ -163,10 +169,35 @@ class ModelActor:
             valid_sizes = [s for s, e in zip(batch.sizes, batch.errors) if e is None]
             outputs = iter(self.job.run_batch(batch.pixels, valid_sizes) if valid_sizes else [])
             values = [next(outputs) if error is None else None for error in batch.errors]
+            written = self._write(batch.hashes, values, batch.errors)
             results.append(
-                pickle.dumps((batch.positions, batch.hashes, values, batch.errors), protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dumps(
+                    (batch.positions, batch.hashes, values, batch.errors, written), protocol=pickle.HIGHEST_PROTOCOL
+                )
             )
         return {"row": rows["row"], "result": results}
+
+    def _write(self, hashes, values, errors) -> WrittenFragments | None:
+        done = [(h, v) for h, v, e in zip(hashes, values, errors) if e is None]
+        if self.writer is None or not done:
+            return None
+        return self.writer.write([h for h, _ in done], [v for _, v in done])
+
+
+def fragment_writer(cache) -> FragmentWriter | None:
+    """The writer the actors use for ``cache``: any node for object storage, only the driver's
+    node for a local store (another machine's disk is not this one's); None without a cache."""
+    import ray
+
+    if cache is None or not hasattr(cache, "fragment_writer"):
+        return None
+    return cache.fragment_writer(None if cache.store.remote else ray.get_runtime_context().get_node_id())
+
+
+def object_store_environment() -> dict[str, str]:
+    """The driver's object-storage settings and credentials (the variables Lance reads), for the
+    actors that write to the same store: a worker process does not see the driver's environment."""
+    return {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "GOOGLE_", "AZURE_"))}
 
 
 def run_pipeline(
@@ -176,9 +207,11 @@ def run_pipeline(
     *,
     max_pixels: int | None,
     min_size: int | None,
-) -> Iterator[tuple[int, list[int], list[str | None], list, list[str | None]]]:
+    cache=None,
+) -> Iterator[tuple[int, list[int], list[str | None], list, list[str | None], WrittenFragments | None]]:
     """Run ``batches`` (each a list of (position, path)) through decode tasks and the model
-    actors; yields (row, positions, hashes, values, errors) per batch, in the order of ``batches``."""
+    actors; yields (row, positions, hashes, values, errors, written) per batch, in the order of
+    ``batches``; ``written``: the batch's results as uncommitted fragments of ``cache``, or None."""
     import ray
     import ray.data
 
@@ -187,6 +220,10 @@ def run_pipeline(
     context.execution_options.preserve_order = True  # results stream back in input order
     context.enable_progress_bars = False  # the runner's bar counts the images
     actors, cpus, gpus = pool_shape(settings.actors)
+    writer = fragment_writer(cache)
+    remote_args = {}
+    if writer is not None and writer.node_id is None:
+        remote_args["runtime_env"] = {"env_vars": object_store_environment()}
     rows = [
         {"row": i, "positions": [p for p, _ in batch], "paths": [path for _, path in batch]}
         for i, batch in enumerate(batches)
@@ -204,7 +241,7 @@ def run_pipeline(
         )
         .map_batches(
             ModelActor,
-            fn_constructor_args=(worker_factory(job), max(1, int(cpus))),
+            fn_constructor_args=(worker_factory(job), max(1, int(cpus)), writer),
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cpus,
@@ -212,8 +249,8 @@ def run_pipeline(
             # A model actor whose process dies (killed, out of memory, a lost node) is started
             # again and its unfinished batches are sent again: Ray Data creates its pool actors
             # with max_restarts=-1 and max_task_retries=-1 (passing them here is deprecated).
+            **remote_args,
         )
     )
     for row in dataset.iter_rows():
-        positions, hashes, values, errors = pickle.loads(row["result"])
-        yield row["row"], positions, hashes, values, errors
+        yield row["row"], *pickle.loads(row["result"])

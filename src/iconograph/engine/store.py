@@ -22,6 +22,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -154,10 +155,12 @@ class KeyedCache:
         self._index = KeyIndex()
         self._lock = threading.Lock()
 
-    def encode(self, values: Sequence) -> pa.Array:
+    @staticmethod
+    def encode(values: Sequence) -> pa.Array:
         raise NotImplementedError
 
-    def decode(self, column: pa.Array) -> list:
+    @staticmethod
+    def decode(column: pa.Array) -> list:
         raise NotImplementedError
 
     def dataset(self):
@@ -196,22 +199,66 @@ class KeyedCache:
         "which keys are there" and the append keeps every key in the table once. Returns the
         number of rows written.
         """
-        import lance
-
         if not len(keys):
             return 0
         with self._lock, self._file_lock():
+            return self._append_new(self.dataset(), keys, values)
+
+    def _append_new(self, dataset, keys: Sequence[str], values: Sequence) -> int:
+        import lance
+
+        keep = _first_new(keys, self._present(dataset, keys))
+        if len(keep) < len(keys):
+            keys, values = [keys[i] for i in keep], [values[i] for i in keep]
+        if not keys:
+            return 0
+        lance.write_dataset(
+            entries_table(type(self), keys, values),
+            self.uri,
+            mode="create" if dataset is None else "append",
+            **self.store.lance_options(),
+        )
+        return len(keys)
+
+    def fragment_writer(self, node_id: str | None = None) -> FragmentWriter:
+        """A picklable writer of this table's data files, for processes that compute entries
+        elsewhere (``--engine ray``'s model actors); :meth:`commit` makes what it wrote visible."""
+        return FragmentWriter(type(self), self.uri, self.store.storage_options, node_id)
+
+    def commit(self, written: Sequence[WrittenFragments]) -> int:
+        """Make fragments written by :meth:`fragment_writer` part of the table, in one commit.
+
+        As :meth:`add`, every key stays in the table once: a fragment holding a key the table (or
+        an earlier fragment of ``written``) already has is left out, and its new entries are
+        written again here as a fragment of their own, in the same commit. A left-out fragment's
+        files stay unreferenced, as a killed run's do: readers never see them, and compaction's
+        cleanup deletes them once they are 7 days old (Lance's window for files that may belong to
+        a write in progress). Returns the number of rows added.
+        """
+        import lance
+
+        if not written:
+            return 0
+        keys = [key for part in written for key in part.keys]
+        with self._lock, self._file_lock():
             dataset = self.dataset()
-            keep = _first_new(keys, self._present(dataset, keys))
-            if len(keep) < len(keys):
-                keys, values = [keys[i] for i in keep], [values[i] for i in keep]
-            if not keys:
+            present = self._present(dataset, keys)
+            clean, rest = _committable(written, present)
+            taken = present.union(*(part.keys for part in clean))
+            keep = _first_new([k for part in rest for k in part.keys], taken)
+            if keep:
+                entries = [(k, v) for part in rest for k, v in zip(part.keys, part.values)]
+                redo = self.fragment_writer().write([entries[i][0] for i in keep], [entries[i][1] for i in keep])
+                clean.append(redo)
+            if not clean:
                 return 0
-            batch = pa.table({"key": pa.array(list(keys), pa.string()), self.value_column: self.encode(values)})
-            lance.write_dataset(
-                batch, self.uri, mode="create" if dataset is None else "append", **self.store.lance_options()
-            )
-            return len(keys)
+            fragments = [fragment for part in clean for fragment in part.fragments]
+            if dataset is None:
+                operation, read_version = lance.LanceOperation.Overwrite(clean[0].schema, fragments), None
+            else:
+                operation, read_version = lance.LanceOperation.Append(fragments), dataset.version
+            lance.LanceDataset.commit(self.uri, operation, read_version=read_version, **self.store.lance_options())
+            return sum(len(part.keys) for part in clean)
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
@@ -298,12 +345,30 @@ class KeyIndex:
         return np.unique(np.concatenate(hits)) if hits else np.empty(0, np.int64)
 
 
+def entries_table(cache_type: type[KeyedCache], keys: Sequence[str], values: Sequence) -> pa.Table:
+    """The rows of a cache table of type ``cache_type``: ``key`` and the encoded values."""
+    return pa.table({"key": pa.array(list(keys), pa.string()), cache_type.value_column: cache_type.encode(values)})
+
+
 def key_hashes(keys: Sequence[str]) -> np.ndarray:
     return np.fromiter(
         (int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "little", signed=True) for k in keys),
         np.int64,
         count=len(keys),
     )
+
+
+def _committable(written: Sequence[WrittenFragments], present: set[str]):
+    """(fragments that add only new keys, each once; the others) of ``written``, in order."""
+    clean, rest, taken = [], [], set(present)
+    for part in written:
+        new = set(part.keys)
+        if len(new) == len(part.keys) and taken.isdisjoint(new):
+            clean.append(part)
+            taken.update(new)
+        else:
+            rest.append(part)
+    return clean, rest
 
 
 def _first_new(keys: Sequence[str], present: set[str]) -> list[int]:
@@ -321,21 +386,65 @@ class EmbeddingCache(KeyedCache):
 
     value_column = "vector"
 
-    def encode(self, values: Sequence) -> pa.Array:
+    @staticmethod
+    def encode(values: Sequence) -> pa.Array:
         vectors = np.ascontiguousarray(
             np.stack(list(values)) if not isinstance(values, np.ndarray) else values, np.float32
         )
         return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
 
-    def decode(self, column: pa.Array) -> list:
+    @staticmethod
+    def decode(column: pa.Array) -> list:
         return list(column.values.to_numpy(zero_copy_only=False).reshape(-1, column.type.list_size))
 
 
 class RecordCache(KeyedCache):
     """Small JSON documents: detections, captions, LLM answers."""
 
-    def encode(self, values: Sequence) -> pa.Array:
+    @staticmethod
+    def encode(values: Sequence) -> pa.Array:
         return pa.array([json.dumps(v, ensure_ascii=False) for v in values], pa.string())
 
-    def decode(self, column: pa.Array) -> list:
+    @staticmethod
+    def decode(column: pa.Array) -> list:
         return [json.loads(v) for v in column.to_pylist()]
+
+
+@dataclass(frozen=True)
+class WrittenFragments:
+    """Data files written for a cache table but not committed: invisible until :meth:`KeyedCache.commit`."""
+
+    fragments: list  # lance.fragment.FragmentMetadata
+    schema: pa.Schema
+    keys: list[str]
+    values: list  # kept so that entries of a fragment that cannot be committed are appended as rows
+
+
+@dataclass(frozen=True)
+class FragmentWriter:
+    """Writes a cache table's entries as Lance data files from another process (a Ray worker).
+
+    ``node_id``: the Ray node whose disk holds a local store (None for object storage, which
+    every node reaches); on another node :meth:`reaches_store` is False and the values travel
+    back to the driver, which writes them.
+    """
+
+    cache_type: type
+    uri: str
+    storage_options: dict
+    node_id: str | None = None
+
+    def reaches_store(self) -> bool:
+        if self.node_id is None:
+            return True
+        import ray
+
+        return ray.get_runtime_context().get_node_id() == self.node_id
+
+    def write(self, keys: Sequence[str], values: Sequence) -> WrittenFragments:
+        from lance.fragment import write_fragments
+
+        rows = entries_table(self.cache_type, keys, values)
+        options = {"storage_options": self.storage_options} if self.storage_options else {}
+        fragments = write_fragments(rows, self.uri, schema=rows.schema, **options)
+        return WrittenFragments(list(fragments), rows.schema, list(keys), list(values))
