@@ -35,10 +35,10 @@ from iconograph.engine.progress import progress_bar
 from iconograph.errors import OptionError
 from iconograph.learning.finetune.data import ImageDataset, collate_skipping_failures, training_transform
 from iconograph.learning.finetune.distributed import (
+    current_ranks,
     join_process_group,
     leave_process_group,
     per_rank_batch,
-    ranks_from_environment,
     summed,
     wrap,
 )
@@ -114,7 +114,7 @@ class FineTuner:
         self.classes = list(classes)
         self.multi_label = multi_label
         self.config = config
-        self.ranks = ranks_from_environment()
+        self.ranks = current_ranks()
         self.batch_size = per_rank_batch(config.batch_size, self.ranks)
         self.device = resolve_device(config.device)
         if self.ranks.distributed:
