@@ -8,7 +8,8 @@ current device before the function starts, and :func:`.distributed.current_ranks
 worker's place from that group. So rank 0 writes the checkpoints and the model folder in ``out``
 as under torchrun, and ``resume`` continues from ``out/checkpoints`` as under torchrun: every
 worker must reach ``out`` (on one machine it does; on a cluster of several nodes ``out`` must be
-shared storage mounted at the same path on every node).
+shared storage mounted at the same path on every node). A worker works in the driver's
+working directory where it has one, so relative paths mean the same to it.
 
 The driver only checks the settings, starts the workers, relays rank 0's progress lines and
 reads back the model folder rank 0 wrote.
@@ -17,6 +18,7 @@ reads back the model folder rank 0 wrote.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue as queues
 import tempfile
 import threading
@@ -82,7 +84,7 @@ def train_on_ray(
     with tempfile.TemporaryDirectory(prefix="iconograph-ray-train-") as storage, relayed(log) as lines:
         trainer = TorchTrainer(
             _train_worker,
-            train_loop_config={"arguments": arguments, "lines": lines},
+            train_loop_config={"arguments": arguments, "lines": lines, "directory": os.getcwd()},
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=per_worker),
             run_config=RunConfig(name=RUN_NAME, storage_path=storage),
         )
@@ -96,6 +98,8 @@ def _train_worker(config: dict) -> None:
     """One Ray Train worker: the same ``train`` a torchrun process runs (rank 0 logs)."""
     from iconograph.learning.train import train
 
+    if os.path.isdir(config["directory"]):  # relative paths mean what they meant to the driver
+        os.chdir(config["directory"])
     lines = config["lines"]
     train(**config["arguments"], log=lines.put if lines is not None else None)
 
