@@ -1,11 +1,16 @@
 """``train --head finetune --engine ray`` (Ray Train's TorchTrainer, 2 workers, gloo on CPU) trains
-the model one process trains with the same global batch, held to the torchrun test's tolerances."""
+the model one process trains with the same global batch, held to the torchrun test's tolerances,
+and ``--resume`` on Ray continues from the checkpoint a killed run left."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 
 import pytest
+import torch
 
 import iconograph as ig
 from iconograph.errors import OptionError
@@ -19,6 +24,7 @@ from tests.learn.test_distributed import (
     key_bias,
     run,
     train_command,
+    wait_for_epoch,
     weights,
     without_key_bias,
 )
@@ -31,20 +37,25 @@ def truth(tmp_path_factory):
     return write_truth(tmp_path_factory.mktemp("ray-train") / "truth.csv", cifar_rows(per_class=5))
 
 
-def test_two_ray_train_workers_train_what_one_process_trains(truth, tiny_timm, ray_cluster, tmp_path):
-    command = train_command(truth, tiny_timm, tmp_path / "ray")
-    on_ray = run([sys.executable, "-m", "iconograph", *command, "--engine", "ray", "--ray-address", ray_cluster])
-    assert "Ray Train: 2 workers (gloo on CPU)" in on_ray.stderr
-    assert "x 2 processes" in on_ray.stderr  # rank 0's lines, relayed to the driver
-    assert on_ray.stderr.count("epoch 2/2") == 1 and on_ray.stderr.count("model ->") == 1
-    run([sys.executable, "-m", "iconograph", *train_command(truth, tiny_timm, tmp_path / "one")])
+@pytest.fixture(scope="module")
+def one_process(truth, tiny_timm, tmp_path_factory):
+    """The model folder of a one-process run with the same global batch."""
+    out = tmp_path_factory.mktemp("one") / "one"
+    run([sys.executable, "-m", "iconograph", *train_command(truth, tiny_timm, out)])
+    return out
 
-    one, two = history(tmp_path / "one"), history(tmp_path / "ray")
-    assert [r["epoch"] for r in two] == [0, 1, 2]
-    for a, b in zip(one, two):
+
+def on_ray(command: list[str], ray_cluster: str) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "iconograph", *command, "--engine", "ray", "--ray-address", ray_cluster])
+
+
+def assert_same_training(one, two, tiny_timm) -> None:
+    """``two`` trained what ``one`` trained, up to float rounding (see test_distributed)."""
+    assert [r["epoch"] for r in history(two)] == [0, 1, 2]
+    for a, b in zip(history(one), history(two)):
         for key in ("train_loss", "val_loss"):
             assert (a[key] is None and b[key] is None) or abs(a[key] - b[key]) < LOSS_TOLERANCE, (key, a, b)
-    expected, got = weights(tmp_path / "one"), weights(tmp_path / "ray")
+    expected, got = weights(one), weights(two)
     assert got.keys() == expected.keys()
     difference = max(
         float((without_key_bias(k, v) - without_key_bias(k, got[k])).abs().max()) for k, v in expected.items()
@@ -59,9 +70,36 @@ def test_two_ray_train_workers_train_what_one_process_trains(truth, tiny_timm, r
     assert key_biases <= 1e-3 * steps
     trained = max(float((v - got[k]).abs().max()) for k, v in weights_before(tiny_timm).items())
     assert trained > 1000 * WEIGHTS_TOLERANCE, trained  # training did move the weights
+
+
+def test_two_ray_train_workers_train_what_one_process_trains(truth, tiny_timm, one_process, ray_cluster, tmp_path):
+    result = on_ray(train_command(truth, tiny_timm, tmp_path / "ray"), ray_cluster)
+    assert "Ray Train: 2 workers (gloo on CPU)" in result.stderr
+    assert "x 2 processes" in result.stderr  # rank 0's lines, relayed to the driver
+    assert result.stderr.count("epoch 2/2") == 1 and result.stderr.count("model ->") == 1
+    assert_same_training(one_process, tmp_path / "ray", tiny_timm)
     assert (tmp_path / "ray" / "backbone" / "model.safetensors").is_file()
     model = ig.TrainedModel.load(tmp_path / "ray")
-    assert model.info["training"]["finetune"]["result"]["history"] == two
+    assert model.info["training"]["finetune"]["result"]["history"] == history(tmp_path / "ray")
+
+
+def test_resume_on_ray_continues_a_killed_run(truth, tiny_timm, one_process, ray_cluster, tmp_path):
+    """A one-process run killed after epoch 1, resumed by 2 Ray Train workers: the checkpoint is
+    the same file whichever way the processes were started, and epoch 2 follows from it."""
+    command = train_command(truth, tiny_timm, tmp_path / "m")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    local = subprocess.Popen([sys.executable, "-m", "iconograph", *command], env=env, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_epoch(tmp_path / "m" / "checkpoints" / "last.pt", 1, local)
+    finally:
+        os.kill(local.pid, signal.SIGKILL)
+        local.wait()
+    assert torch.load(tmp_path / "m" / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1, "killed too late"
+
+    resumed = on_ray([*command, "--resume"], ray_cluster)
+    assert "resumed after epoch 1" in resumed.stderr and "x 2 processes" in resumed.stderr
+    assert_same_training(one_process, tmp_path / "m", tiny_timm)
+    assert history(tmp_path / "m")[:2] == history(one_process)[:2]  # epochs 0 and 1 come from the checkpoint
 
 
 def weights_before(tiny_timm) -> dict:
