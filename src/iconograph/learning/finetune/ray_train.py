@@ -40,7 +40,8 @@ def check_ray_train() -> None:
 def worker_shape(processes: int | None, device: str | None) -> tuple[int, bool, dict[str, float]]:
     """(workers, whether they use GPUs, resources per worker) on the connected cluster.
 
-    One worker per GPU (default: every GPU); without GPUs (or with ``device="cpu"``) 2 workers.
+    One worker per GPU (default: every GPU); without GPUs (or with ``device="cpu"``) 2 workers,
+    as the torchrun example does on CPU.
     The CPUs are shared out so that the workers fit in the cluster: at most 1 CPU per worker."""
     import ray
 
@@ -50,6 +51,8 @@ def worker_shape(processes: int | None, device: str | None) -> tuple[int, bool, 
     workers = processes or (gpus if use_gpu else 2)
     if workers < 1:
         raise OptionError(f"--processes must be at least 1, not {workers}")
+    if use_gpu and workers > gpus:  # Ray Train would wait for GPUs that never come
+        raise OptionError(f"--processes {workers} needs one GPU each; the Ray cluster has {gpus}")
     per_worker = {"CPU": min(1.0, float(resources.get("CPU", 1)) / workers)}
     if use_gpu:
         per_worker["GPU"] = 1.0

@@ -10,7 +10,8 @@
   interrupted run exactly: every epoch reseeds its randomness from ``seed + epoch``;
 * augmentation: timm's RandomResizedCrop, flip, colour jitter, random grayscale;
 * CPU or CUDA; mixed precision (bfloat16, else float16 with gradient scaling) on CUDA;
-* data-parallel under ``torchrun --nproc-per-node N`` (:mod:`.distributed`): ``batch_size`` is
+* data-parallel under ``torchrun --nproc-per-node N`` or in Ray Train workers (``--engine ray``,
+  :mod:`.ray_train`), the same code either way (:mod:`.distributed`): ``batch_size`` is
   the global batch, each process takes its share of every step, gradients are all-reduced, and
   rank 0 writes the checkpoints; augmentation is seeded per image, so N processes train on the
   same pixels as one.
