@@ -43,9 +43,8 @@ TEST_PREDICTIONS = "test_predictions.jsonl"
 FORMAT_VERSION = 1
 EMBEDDED_BACKBONE = "backbone"
 # What a model folder holds; on a re-run these are replaced (``checkpoints/`` is the training's own).
-MODEL_ENTRIES = frozenset(
-    {MODEL_FILE, "head", EMBEDDED_BACKBONE, "thresholds.csv", "metrics.json", SPLITS_FILE, TEST_PREDICTIONS}
-)
+MODEL_ENTRIES = frozenset({MODEL_FILE, "head", EMBEDDED_BACKBONE, "thresholds.csv", "metrics.json", SPLITS_FILE,
+                           TEST_PREDICTIONS})
 
 
 class ModelDirError(UserError):
