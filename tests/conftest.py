@@ -28,6 +28,15 @@ def offline_and_isolated(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def ray_cluster():
+    """One 2-CPU local Ray cluster for every Ray test (start-up is paid once); yields its address, which ``--ray-address`` joins from a CLI process."""
+    ray = pytest.importorskip("ray")
+    context = ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield context.address_info["gcs_address"]
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> Path:
     """A randomly initialised CLIP (32 px images) saved with save_pretrained, tokenizer included."""
     from iconograph.testing import save_tiny_clip

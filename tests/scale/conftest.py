@@ -1,4 +1,4 @@
-"""One local Ray cluster for every scale-out test (start-up is paid once), and an S3 endpoint."""
+"""The scale-out tests' data and an S3 endpoint (the local Ray cluster, ``ray_cluster``, is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,6 @@ import pytest
 
 from tests.conftest import cifar_images
 from tests.core.images import write_bad_collection
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """A 2-CPU local Ray cluster; yields its address, which ``--ray-address`` joins from a CLI process."""
-    ray = pytest.importorskip("ray")
-    context = ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    yield context.address_info["gcs_address"]
-    ray.shutdown()
 
 
 @pytest.fixture(scope="session")

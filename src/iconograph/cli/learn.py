@@ -52,6 +52,14 @@ MultiLabelOpt = Annotated[
 ValOpt = Annotated[float, typer.Option("--val", min=0.0, max=0.9, help="Validation fraction.")]
 TestOpt = Annotated[float, typer.Option("--test", min=0.0, max=0.9, help="Test fraction.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the split (and of fine-tuning).")]
+TrainEngineOpt = Annotated[
+    Optional[str],
+    typer.Option("--engine", help="finetune: local (this process, or torchrun's) or ray (Ray Train workers)."),
+]
+ProcessesOpt = Annotated[
+    Optional[int],
+    typer.Option("--processes", min=1, help="finetune, --engine ray: workers (default: one per GPU, else 2)."),
+]
 
 
 @app.command()
@@ -123,6 +131,9 @@ def train(
     detector: CropDetectorOpt = None,
     crop_margin: CropMarginOpt = 0.05,
     crop_mask: CropMaskOpt = False,
+    engine: TrainEngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    processes: ProcessesOpt = None,
 ):
     """Train a head on cached embeddings (or fine-tune the backbone) and save a model folder."""
     from iconograph.learning.finetune import FineTuneConfig
@@ -166,6 +177,9 @@ def train(
         keep_checkpoints=keep_checkpoints,
         report=report,
         log=echo_stderr,
+        engine=engine,
+        ray_address=ray_address,
+        processes=processes,
         **embedder_options(store, no_cache, batch_size, workers, device, progress, runtime, exact_decode),
         **crop_kwargs(crop, crop_query, detector, "largest", crop_margin, crop_mask),
     )

@@ -114,6 +114,9 @@ def train(
     keep_checkpoints: bool = False,
     report: str | os.PathLike | None = None,
     log: Callable[[str], None] | None = None,
+    engine: str | None = None,
+    ray_address: str | None = None,
+    processes: int | None = None,
     **embedder_options,
 ) -> TrainedModel | None:
     """Train a head (or fine-tune) on labelled images and save the model directory to ``out``.
@@ -125,7 +128,10 @@ def train(
 
     ``head="finetune"`` launched by ``torchrun --nproc-per-node N`` trains data-parallel (see
     :mod:`iconograph.learning.finetune.distributed`); rank 0 writes ``out`` and returns the model,
-    the other processes return None.
+    the other processes return None. ``engine="ray"`` runs the same data-parallel fine-tuning in
+    ``processes`` Ray Train workers (default: one per GPU, else 2) of the cluster at
+    ``ray_address`` (see :mod:`iconograph.learning.finetune.ray_train`); ``out`` must be reachable
+    from every worker.
 
     ``report``: write the HTML report of the test split there (needs ``out``). ``log`` gets the
     progress lines, and with ``min_count`` the table of classes kept.
@@ -136,9 +142,33 @@ def train(
         raise OptionError("--report needs --out: the report is made from the model folder's test predictions")
     if resume:
         check_resumable(head, out)
-    from iconograph.learning.finetune.distributed import ranks_from_environment
+    if engine not in (None, "local", "ray"):
+        raise OptionError(f"--engine must be local or ray, not {engine!r}")
+    if processes is not None and engine != "ray":
+        raise OptionError("--processes applies with --engine ray (under torchrun: --nproc-per-node)")
+    if engine == "ray":
+        arguments = {
+            "sources": sources,
+            "truth": truth,
+            "head": head,
+            "backbone": backbone,
+            "out": out,
+            "multi_label": multi_label,
+            "min_count": min_count,
+            "val": val,
+            "test": test,
+            "seed": seed,
+            "max_labels": max_labels,
+            "finetune": finetune,
+            "resume": resume,
+            "keep_checkpoints": keep_checkpoints,
+            "report": report,
+            **embedder_options,
+        }
+        return _train_on_ray(arguments, ray_address, processes, log)
+    from iconograph.learning.finetune.distributed import current_ranks
 
-    log = log if log and ranks_from_environment().main else (lambda message: None)  # rank 0 reports
+    log = log if log and current_ranks().main else (lambda message: None)  # rank 0 reports
     model = _fit(
         sources,
         truth,
@@ -169,6 +199,23 @@ def train(
         write_full_report(Path(out) / TEST_PREDICTIONS, test_split_truth(out), report, title=title)
         log(f"report -> {report}")
     return model
+
+
+def _train_on_ray(arguments: dict, address: str | None, processes: int | None, log) -> TrainedModel:
+    """``train(**arguments)`` in every Ray Train worker; the model folder rank 0 wrote."""
+    from iconograph.learning.finetune import FineTuneConfig
+    from iconograph.learning.finetune.ray_train import train_on_ray
+
+    if arguments["head"] != FINETUNE:
+        raise OptionError("--engine ray applies to --head finetune only (the other heads train in one process)")
+    if not isinstance(arguments["backbone"], str):
+        raise OptionError("--engine ray loads the backbone in every worker: give it as a name or folder")
+    if arguments["out"] is None:
+        raise OptionError("fine-tuning needs --out: the tuned backbone is saved in the model folder")
+    config = arguments["finetune"] or FineTuneConfig()
+    device = config.device or arguments.get("device")
+    train_on_ray(arguments, address=address, processes=processes, batch_size=config.batch_size, device=device, log=log)
+    return TrainedModel.load(arguments["out"])
 
 
 def check_resumable(head, out) -> None:

@@ -1,10 +1,15 @@
-"""Data-parallel fine-tuning: one process per device, launched by ``torchrun --nproc-per-node N``.
+"""Data-parallel fine-tuning: one process per device, launched by ``torchrun --nproc-per-node N``
+or by Ray Train (``--engine ray``, :mod:`.ray_train`).
 
 torchrun tells every process its place through the environment (``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``); a process started without them is a world of
-one and nothing here changes what it does. In a world of N:
+``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``) and the process joins the group itself; Ray
+Train's ``TorchTrainer`` sets the same variables and has already joined the group (gloo on CPU,
+NCCL on GPU) and chosen the GPU (``torch.cuda.set_device``) when the training function starts.
+A process started by neither is a world of one and nothing here changes what it does. In a
+world of N:
 
-* the process group uses gloo on CPU and NCCL on CUDA (one GPU per process: ``cuda:LOCAL_RANK``);
+* the process group uses gloo on CPU and NCCL on CUDA (one GPU per process: ``cuda:LOCAL_RANK``
+  under torchrun, the GPU Ray Train gave the worker under Ray);
 * the network is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`, which starts
   every replica from rank 0's weights and all-reduces (averages) the gradients of every step;
 * each epoch's permutation is :class:`~torch.utils.data.DistributedSampler`'s (seed + epoch),
@@ -41,8 +46,13 @@ class Ranks:
         return self.rank == 0
 
 
-def ranks_from_environment() -> Ranks:
-    """This process's place as torchrun's variables give it; a world of one without them."""
+def current_ranks() -> Ranks:
+    """This process's place: the process group's when a launcher (Ray Train) has joined one,
+    else as torchrun's variables give it; a world of one without either."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     try:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size <= 1:
@@ -53,14 +63,18 @@ def ranks_from_environment() -> Ranks:
 
 
 def join_process_group(ranks: Ranks, device: str) -> str:
-    """Join the job's process group (gloo on CPU, NCCL on CUDA); this process's device."""
+    """Join the job's process group (gloo on CPU, NCCL on CUDA); this process's device.
+
+    A group that is already there was set up by the launcher (Ray Train), which has also made
+    this worker's GPU the current CUDA device."""
     import torch.distributed as dist
 
+    if dist.is_initialized():
+        return f"cuda:{torch.cuda.current_device()}" if device.startswith("cuda") else device
     if device.startswith("cuda"):
         device = f"cuda:{ranks.local_rank}"
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return device
 
 

@@ -10,7 +10,8 @@
   interrupted run exactly: every epoch reseeds its randomness from ``seed + epoch``;
 * augmentation: timm's RandomResizedCrop, flip, colour jitter, random grayscale;
 * CPU or CUDA; mixed precision (bfloat16, else float16 with gradient scaling) on CUDA;
-* data-parallel under ``torchrun --nproc-per-node N`` (:mod:`.distributed`): ``batch_size`` is
+* data-parallel under ``torchrun --nproc-per-node N`` or in Ray Train workers (``--engine ray``,
+  :mod:`.ray_train`), the same code either way (:mod:`.distributed`): ``batch_size`` is
   the global batch, each process takes its share of every step, gradients are all-reduced, and
   rank 0 writes the checkpoints; augmentation is seeded per image, so N processes train on the
   same pixels as one.
@@ -35,10 +36,10 @@ from iconograph.engine.progress import progress_bar
 from iconograph.errors import OptionError
 from iconograph.learning.finetune.data import ImageDataset, collate_skipping_failures, training_transform
 from iconograph.learning.finetune.distributed import (
+    current_ranks,
     join_process_group,
     leave_process_group,
     per_rank_batch,
-    ranks_from_environment,
     summed,
     wrap,
 )
@@ -114,7 +115,7 @@ class FineTuner:
         self.classes = list(classes)
         self.multi_label = multi_label
         self.config = config
-        self.ranks = ranks_from_environment()
+        self.ranks = current_ranks()
         self.batch_size = per_rank_batch(config.batch_size, self.ranks)
         self.device = resolve_device(config.device)
         if self.ranks.distributed:
