@@ -190,3 +190,12 @@ def test_collection_audit_uses_stored_vectors_and_keeps_findings(planted, tiny_c
     assert [r["path"] for r in direct.outliers] == [r["path"] for r in findings["outliers"]]
     both = run_cli("audit", folder, "--collection", "demo", "--store", store, "--out", out)
     assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_text():
+    from iconograph.auditing.run import csv_cell
+
+    assert csv_cell('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
+    assert [csv_cell(v) for v in ("+1", "-2", "@SUM(A1)", "\tx", "\rx")] == ["'+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx"]
+    assert csv_cell(["=cmd", "cat"]) == "'=cmd; cat"  # a label list that starts with one
+    assert csv_cell(-0.5) == -0.5 and csv_cell("cat") == "cat" and csv_cell([{"a": 1}]) == '[{"a": 1}]'

@@ -259,14 +259,22 @@ def csv_columns(records: list[dict]) -> tuple[str, ...]:
 
 
 def csv_cell(value) -> str | float | int:
-    """Lists of paths or labels as ``a; b``, nested evidence as JSON, scalars as they are."""
+    """Lists of paths or labels as ``a; b``, nested evidence as JSON, numbers as they are, and
+    text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab or CR first: a
+    label from a truth file, say) behind a ``'``, which spreadsheets show as text (OWASP's advice
+    for CSV injection; Python's csv module does not do it)."""
     if value is None:
         return ""
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return "; ".join(value)
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
+        value = "; ".join(value)
+    elif isinstance(value, (list, dict)):
+        value = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return value
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 FINDINGS_META = "search_audit_{}"
