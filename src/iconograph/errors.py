@@ -41,3 +41,8 @@ class OptionError(UserError):
 
 class DataError(UserError):
     """Inputs that can be read but not used as asked: no labelled image, fewer than two classes."""
+
+
+class ResourceError(UserError):
+    """A job that does not fit where it runs as configured: a worker killed again and again on
+    the same batch (out of memory, most often)."""

@@ -517,6 +517,7 @@ def save_tiny_sam3(directory: str | Path, *, image_size: int = 56, seed: int = 0
     processor.save_pretrained(directory)
     return directory
 
+
 class SlowJob:
     """An image job that waits ``seconds`` before each batch of ``job`` and is otherwise ``job``.
 
@@ -549,3 +550,32 @@ class SlowJob:
 
 def _slow_job(factory, seconds: float) -> SlowJob:
     return SlowJob(factory(), seconds)
+
+
+class KillingJob(SlowJob):
+    """An image job whose process dies (SIGKILL) on any batch holding an image of ``size``
+    (width, height), as an actor killed by the out-of-memory killer on one huge image would.
+    For fault tests; otherwise ``job``."""
+
+    def __init__(self, job, size: tuple[int, int]):
+        super().__init__(job, 0.0)
+        self.size = tuple(size)
+
+    def run_batch(self, pixels, sizes):
+        import os
+        import signal
+
+        if self.size in [tuple(s) for s in sizes]:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.job.run_batch(pixels, sizes)
+
+    def for_worker(self):
+        from functools import partial
+
+        from iconograph.engine.ray_engine import worker_factory
+
+        return partial(_killing_job, worker_factory(self.job), self.size)
+
+
+def _killing_job(factory, size) -> KillingJob:
+    return KillingJob(factory(), size)

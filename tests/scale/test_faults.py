@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import lance
 import numpy as np
@@ -129,3 +130,30 @@ def wait_for_commits(store, driver: subprocess.Popen, timeout: float) -> int:
             return count
         time.sleep(0.05)
     raise AssertionError("no results were committed in time")
+
+
+def test_a_batch_that_kills_its_actor_every_time_fails_the_job_in_one_line(tmp_path, tiny_clip):
+    """Out of memory on one batch, say: Ray would resend it forever; after 4 attempts the job stops."""
+    from PIL import Image
+
+    from iconograph.engine.ray_engine import BATCH_ATTEMPTS
+    from iconograph.errors import ResourceError
+    from iconograph.reading.decode import content_hash
+    from iconograph.testing import KillingJob
+
+    paths = []
+    for i in range(6):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (77, 55) if i == 3 else (64, 64), (40 * i, 0, 0)).save(paths[-1])
+    embedder = ig.Embedder(str(tiny_clip), store=tmp_path / "store", engine="ray", actors=1, **OPTIONS)
+    runner = ImageJobRunner(
+        KillingJob(embedder, (77, 55)), cache=embedder.image_cache, batch_size=2, progress=False, engine="ray", actors=1
+    )
+    with pytest.raises(ResourceError, match=f"killed its Ray actor {BATCH_ATTEMPTS} times") as caught:
+        list(runner.run_chunks(paths))
+    assert "\n" not in str(caught.value)
+    # what was committed before (Ray Data may drop outputs it held when it aborts) holds each key once
+    kept = (
+        cache_keys(tmp_path / "store") if list((tmp_path / "store" / "lance").glob("image_*.lance/_versions")) else []
+    )
+    assert content_hash(Path(paths[3]).read_bytes()) not in kept and len(set(kept)) == len(kept)

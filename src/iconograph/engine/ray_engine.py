@@ -32,15 +32,17 @@ import copy
 import functools
 import os
 import pickle
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from iconograph.engine.store import FragmentWriter, WrittenFragments
-from iconograph.errors import OptionError
+from iconograph.errors import OptionError, ResourceError
 
 ENGINES = ("local", "ray")
 DECODE_TASK_MEMORY = 256 * 2**20
+BATCH_ATTEMPTS = 4  # a batch whose actor dies this many times fails the job
 
 
 def resolve_engine(engine: str | None) -> str:
@@ -77,8 +79,9 @@ def connect(address: str | None = None) -> None:
     import ray
 
     # iconograph's own progress bar and summary line report the run; Ray Data's INFO lines and
-    # its note that its bars are off would only bury them.
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    # its note that its bars are off would only bury them, and a failed job's error reaches the
+    # caller as the exception iteration raises (a bug's with its traceback), not as a log line.
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
     if ray.is_initialized():
         return
     # Ray Data 2.60 logs one harmless "E ... core_worker.cc: Actor ... has constructor arguments
@@ -221,14 +224,32 @@ def run_pipeline(
     context.enable_progress_bars = False  # the runner's bar counts the images
     actors, cpus, gpus = pool_shape(settings.actors)
     writer = fragment_writer(cache)
-    remote_args = {}
-    if writer is not None and writer.node_id is None:
-        remote_args["runtime_env"] = {"env_vars": object_store_environment()}
+    forwarded = writer is not None and writer.node_id is None
+    runtime_env = {"env_vars": object_store_environment()} if forwarded else None
     rows = [
         {"row": i, "positions": [p for p, _ in batch], "paths": [path for _, path in batch]}
         for i, batch in enumerate(batches)
     ]
-    dataset = (
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named parameter for an actor pool's restarts and retries and warns
+        # that passing them as remote arguments goes away in Ray 2.64 (hence ray<2.64 in pyproject).
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        dataset = _pipeline(rows, job, writer, runtime_env, actors, cpus, gpus, max_pixels, min_size)
+    try:
+        for row in dataset.iter_rows():
+            yield row["row"], *pickle.loads(row["result"])
+    except ray.exceptions.RayActorError:
+        raise ResourceError(
+            f"a model batch killed its Ray actor {BATCH_ATTEMPTS} times (out of memory?): lower --batch-size "
+            "or give the actors more memory; what was committed is kept and the same command resumes"
+        ) from None
+
+
+def _pipeline(rows, job, writer, runtime_env, actors, cpus, gpus, max_pixels, min_size):
+    """The Ray Data dataset: decode tasks, then the model actor pool (see :func:`run_pipeline`)."""
+    import ray.data
+
+    return (
         ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
         .map(
             decode_row,
@@ -247,10 +268,10 @@ def run_pipeline(
             num_cpus=cpus,
             num_gpus=gpus,
             # A model actor whose process dies (killed, out of memory, a lost node) is started
-            # again and its unfinished batches are sent again: Ray Data creates its pool actors
-            # with max_restarts=-1 and max_task_retries=-1 (passing them here is deprecated).
-            **remote_args,
+            # again and its unfinished batches are sent again. Ray Data's default would resend a
+            # batch forever; one that kills its actor every time (out of memory) fails the job.
+            max_restarts=-1,
+            max_task_retries=BATCH_ATTEMPTS - 1,
+            runtime_env=runtime_env,
         )
     )
-    for row in dataset.iter_rows():
-        yield row["row"], *pickle.loads(row["result"])
