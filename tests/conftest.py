@@ -45,7 +45,11 @@ def tiny_clip(tmp_path_factory) -> Path:
 
 
 def run_cli(
-    *args: str | os.PathLike, check: bool = False, env: dict | None = None, timeout: float = 600
+    *args: str | os.PathLike,
+    check: bool = False,
+    env: dict | None = None,
+    timeout: float = 600,
+    cwd: str | os.PathLike | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``python -m iconograph ARGS`` the way a user runs the command (a fresh process)."""
     result = subprocess.run(
@@ -54,6 +58,7 @@ def run_cli(
         text=True,
         env={**os.environ, **(env or {})},
         timeout=timeout,
+        cwd=cwd,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"iconograph {' '.join(map(str, args))} exited {result.returncode}:\n{result.stderr}")

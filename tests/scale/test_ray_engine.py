@@ -135,3 +135,24 @@ def test_an_actor_on_another_node_than_a_local_store_sends_its_results_back(tmp_
     writer = Store(tmp_path).record_cache("records").fragment_writer(node_id="another-machine")
     assert not writer.reaches_store()
     assert Store(tmp_path).record_cache("records").fragment_writer().reaches_store()  # object storage: any node
+
+
+def test_relative_paths_on_a_joined_cluster_mean_the_drivers_files(tmp_path, tiny_clip, ray_cluster):
+    """The cluster's workers run in another directory than the CLI (this test process's): the
+    images and a relative --store must still be the ones the user named."""
+    from tests.conftest import cifar_images
+
+    (tmp_path / "photos").mkdir()
+    images = cifar_images(per_class=3)[:6]
+    for i, path in enumerate(images):
+        (tmp_path / "photos" / f"{i}-{path.name}").write_bytes(path.read_bytes())
+    assert len({path.read_bytes() for path in images}) == 6
+    common = ["embed", "photos", "--model", tiny_clip, "--runtime", "torch", "--no-progress", "--batch-size", "2"]
+    run_cli(*common, "--store", "local", "--out", "local.npz", cwd=tmp_path, check=True)
+    options = ["--store", "ray", "--engine", "ray", "--ray-address", ray_cluster]
+    first = run_cli(*common, *options, "--out", "ray.npz", cwd=tmp_path, check=True)
+    assert "6 embeddings computed, 0 from cache" in first.stderr
+    local, ray = np.load(tmp_path / "local.npz"), np.load(tmp_path / "ray.npz")
+    np.testing.assert_array_equal(ray["vectors"], local["vectors"])
+    again = run_cli(*common, *options, "--out", "again.npz", cwd=tmp_path, check=True)  # the actors' fragments
+    assert "0 embeddings computed, 6 from cache" in again.stderr

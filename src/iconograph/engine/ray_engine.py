@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from iconograph.engine.store import FragmentWriter, WrittenFragments
+from iconograph.engine.store import FragmentWriter, WrittenFragments, is_uri
 from iconograph.errors import OptionError, ResourceError
 
 ENGINES = ("local", "ray")
@@ -187,6 +187,12 @@ class ModelActor:
         return self.writer.write([h for h, _ in done], [v for _, v in done])
 
 
+def absolute(path: str) -> str:
+    """``path`` as a worker must be given it: a worker of a cluster joined with ``--ray-address``
+    runs in its own directory, not the driver's, so a relative path would name another file."""
+    return path if is_uri(path) else os.path.abspath(path)
+
+
 def fragment_writer(cache) -> FragmentWriter | None:
     """The writer the actors use for ``cache``: any node for object storage, only the driver's
     node for a local store (another machine's disk is not this one's); None without a cache."""
@@ -227,7 +233,7 @@ def run_pipeline(
     forwarded = writer is not None and writer.node_id is None
     runtime_env = {"env_vars": object_store_environment()} if forwarded else None
     rows = [
-        {"row": i, "positions": [p for p, _ in batch], "paths": [path for _, path in batch]}
+        {"row": i, "positions": [p for p, _ in batch], "paths": [absolute(path) for _, path in batch]}
         for i, batch in enumerate(batches)
     ]
     with warnings.catch_warnings():

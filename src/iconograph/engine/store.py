@@ -223,7 +223,8 @@ class KeyedCache:
     def fragment_writer(self, node_id: str | None = None) -> FragmentWriter:
         """A picklable writer of this table's data files, for processes that compute entries
         elsewhere (``--engine ray``'s model actors); :meth:`commit` makes what it wrote visible."""
-        return FragmentWriter(type(self), self.uri, self.store.storage_options, node_id)
+        uri = self.uri if self.store.remote else os.path.abspath(self.uri)  # workers run elsewhere
+        return FragmentWriter(type(self), uri, self.store.storage_options, node_id)
 
     def commit(self, written: Sequence[WrittenFragments]) -> int:
         """Make fragments written by :meth:`fragment_writer` part of the table, in one commit.
