@@ -157,3 +157,21 @@ def test_a_batch_that_kills_its_actor_every_time_fails_the_job_in_one_line(tmp_p
         cache_keys(tmp_path / "store") if list((tmp_path / "store" / "lance").glob("image_*.lance/_versions")) else []
     )
     assert content_hash(Path(paths[3]).read_bytes()) not in kept and len(set(kept)) == len(kept)
+
+
+def test_an_actor_that_cannot_build_its_job_fails_with_the_cause_not_as_out_of_memory(tmp_path, tiny_clip):
+    import functools
+    from types import SimpleNamespace
+
+    import ray
+
+    from iconograph.engine.ray_engine import RaySettings, run_pipeline
+
+    embedder = ig.Embedder(str(tiny_clip), store=tmp_path / "store", **OPTIONS)
+    job = SimpleNamespace(
+        make_preprocess=embedder.make_preprocess, for_worker=lambda: functools.partial(int, "not a model")
+    )
+    paths = [str(p) for p in cifar_images(per_class=1)[:2]]
+    with pytest.raises(ray.exceptions.RayActorError) as caught:
+        list(run_pipeline([list(enumerate(paths))], job, RaySettings(actors=1), max_pixels=None, min_size=None))
+    assert caught.value.actor_init_failed and "invalid literal for int()" in str(caught.value)

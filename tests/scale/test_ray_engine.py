@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -139,7 +140,7 @@ def test_an_actor_on_another_node_than_a_local_store_sends_its_results_back(tmp_
 
 def test_relative_paths_on_a_joined_cluster_mean_the_drivers_files(tmp_path, tiny_clip, ray_cluster):
     """The cluster's workers run in another directory than the CLI (this test process's): the
-    images and a relative --store must still be the ones the user named."""
+    images, a relative --model and a relative --store must still be the ones the user named."""
     from tests.conftest import cifar_images
 
     (tmp_path / "photos").mkdir()
@@ -147,7 +148,8 @@ def test_relative_paths_on_a_joined_cluster_mean_the_drivers_files(tmp_path, tin
     for i, path in enumerate(images):
         (tmp_path / "photos" / f"{i}-{path.name}").write_bytes(path.read_bytes())
     assert len({path.read_bytes() for path in images}) == 6
-    common = ["embed", "photos", "--model", tiny_clip, "--runtime", "torch", "--no-progress", "--batch-size", "2"]
+    shutil.copytree(tiny_clip, tmp_path / "clip")
+    common = ["embed", "photos", "--model", "clip", "--runtime", "torch", "--no-progress", "--batch-size", "2"]
     run_cli(*common, "--store", "local", "--out", "local.npz", cwd=tmp_path, check=True)
     options = ["--store", "ray", "--engine", "ray", "--ray-address", ray_cluster]
     first = run_cli(*common, *options, "--out", "ray.npz", cwd=tmp_path, check=True)

@@ -158,9 +158,13 @@ class ModelActor:
     of one row, one row being one model batch) and, given a ``writer``, writes the batch's
     results into the cache table as an uncommitted fragment."""
 
-    def __init__(self, factory: Callable[[], Any], threads: int, writer: FragmentWriter | None = None):
+    def __init__(
+        self, factory: Callable[[], Any], threads: int, writer: FragmentWriter | None = None, directory: str = ""
+    ):
         import torch
 
+        if os.path.isdir(directory):  # the driver's: relative model and store paths mean the same here
+            os.chdir(directory)
         torch.set_num_threads(threads)
         self.job = factory()
         self.writer = writer if writer is not None and writer.reaches_store() else None
@@ -244,7 +248,9 @@ def run_pipeline(
     try:
         for row in dataset.iter_rows():
             yield row["row"], *pickle.loads(row["result"])
-    except ray.exceptions.RayActorError:
+    except ray.exceptions.RayActorError as exc:
+        if exc.actor_init_failed:  # the job could not be built in the actor: Ray's message has its traceback
+            raise
         raise ResourceError(
             f"a model batch killed its Ray actor {BATCH_ATTEMPTS} times (out of memory?): lower --batch-size "
             "or give the actors more memory; what was committed is kept and the same command resumes"
@@ -268,7 +274,7 @@ def _pipeline(rows, job, writer, runtime_env, actors, cpus, gpus, max_pixels, mi
         )
         .map_batches(
             ModelActor,
-            fn_constructor_args=(worker_factory(job), max(1, int(cpus)), writer),
+            fn_constructor_args=(worker_factory(job), max(1, int(cpus)), writer, os.getcwd()),
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cpus,
