@@ -11,7 +11,8 @@ and the driver yields the results chunk by chunk in input order. The actors writ
 into the cache table as Lance data files (fragments) and the driver commits them, many batches in
 one commit: nothing is visible before that commit, and an actor whose results are lost (killed
 after writing) leaves only unreferenced files. Where an actor cannot reach the store (a local
-store, an actor on another machine) its results travel back and the driver appends them. Every step is the local engine's own code: decoding and preprocessing are
+store, an actor on another machine) its results travel back and the driver appends them.
+Every step is the local engine's own code: decoding and preprocessing are
 :class:`~iconograph.engine.jobs.DecodeDataset` and :func:`~iconograph.engine.jobs.collate`, the
 model step is the job's ``run_batch``. The batches are the ones the local engine forms (the same
 images, in the same groups), so the numbers are the same: a model's output for one image can

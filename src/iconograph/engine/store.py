@@ -199,26 +199,24 @@ class KeyedCache:
         "which keys are there" and the append keeps every key in the table once. Returns the
         number of rows written.
         """
+        import lance
+
         if not len(keys):
             return 0
         with self._lock, self._file_lock():
-            return self._append_new(self.dataset(), keys, values)
-
-    def _append_new(self, dataset, keys: Sequence[str], values: Sequence) -> int:
-        import lance
-
-        keep = _first_new(keys, self._present(dataset, keys))
-        if len(keep) < len(keys):
-            keys, values = [keys[i] for i in keep], [values[i] for i in keep]
-        if not keys:
-            return 0
-        lance.write_dataset(
-            entries_table(type(self), keys, values),
-            self.uri,
-            mode="create" if dataset is None else "append",
-            **self.store.lance_options(),
-        )
-        return len(keys)
+            dataset = self.dataset()
+            keep = _first_new(keys, self._present(dataset, keys))
+            if len(keep) < len(keys):
+                keys, values = [keys[i] for i in keep], [values[i] for i in keep]
+            if not keys:
+                return 0
+            lance.write_dataset(
+                entries_table(type(self), keys, values),
+                self.uri,
+                mode="create" if dataset is None else "append",
+                **self.store.lance_options(),
+            )
+            return len(keys)
 
     def fragment_writer(self, node_id: str | None = None) -> FragmentWriter:
         """A picklable writer of this table's data files, for processes that compute entries
