@@ -71,6 +71,33 @@ def without_key_bias(name: str, value: torch.Tensor) -> torch.Tensor:
     return value.view(3, -1)[[0, 2]] if name.endswith("attn.qkv.bias") else value
 
 
+def assert_same_training(one, two, tiny_timm) -> None:
+    """``two`` trained what ``one`` trained, up to float rounding (the tolerances above)."""
+    assert [r["epoch"] for r in history(two)] == [0, 1, 2]
+    for a, b in zip(history(one), history(two)):
+        for key in ("train_loss", "val_loss"):
+            assert (a[key] is None and b[key] is None) or abs(a[key] - b[key]) < LOSS_TOLERANCE, (key, a, b)
+    expected, got = weights(one), weights(two)
+    assert got.keys() == expected.keys()
+    difference = max(
+        float((without_key_bias(k, v) - without_key_bias(k, got[k])).abs().max()) for k, v in expected.items()
+    )
+    assert difference < WEIGHTS_TOLERANCE, difference
+    steps = 2 * 20 // 4  # at most: 2 epochs of (fewer than) 20 training images in global batches of 4
+    key_biases = max(
+        float((key_bias(k, v) - key_bias(k, got[k])).abs().max())
+        for k, v in expected.items()
+        if key_bias(k, v) is not None
+    )
+    assert key_biases <= 1e-3 * steps
+    trained = max(float((v - got[k]).abs().max()) for k, v in weights_before(tiny_timm).items())
+    assert trained > 1000 * WEIGHTS_TOLERANCE, trained  # training did move the weights
+
+
+def weights_before(tiny_timm) -> dict:
+    return {f"encoder.model.{k}": v for k, v in load_file(tiny_timm / "model.safetensors").items()}
+
+
 @pytest.fixture(scope="module")
 def truth(tmp_path_factory):
     return write_truth(tmp_path_factory.mktemp("ddp") / "truth.csv", cifar_rows(per_class=5))
@@ -88,28 +115,7 @@ def two_processes(truth, tiny_timm, tmp_path_factory):
 def test_two_processes_train_what_one_trains(truth, tiny_timm, two_processes, tmp_path):
     run([sys.executable, "-m", "iconograph", *train_command(truth, tiny_timm, tmp_path / "one")])
 
-    one, two = history(tmp_path / "one"), history(two_processes)
-    assert [r["epoch"] for r in two] == [0, 1, 2]
-    for a, b in zip(one, two):
-        for key in ("train_loss", "val_loss"):
-            assert (a[key] is None and b[key] is None) or abs(a[key] - b[key]) < LOSS_TOLERANCE, (key, a, b)
-    expected, got = weights(tmp_path / "one"), weights(two_processes)
-    assert got.keys() == expected.keys()
-    difference = max(
-        float((without_key_bias(k, v) - without_key_bias(k, got[k])).abs().max()) for k, v in expected.items()
-    )
-    assert difference < WEIGHTS_TOLERANCE, difference
-    steps = 2 * 20 // 4  # at most: 2 epochs of (fewer than) 20 training images in global batches of 4
-    key_biases = max(
-        float((key_bias(k, v) - key_bias(k, got[k])).abs().max())
-        for k, v in expected.items()
-        if key_bias(k, v) is not None
-    )
-    assert key_biases <= 1e-3 * steps
-
-    original = load_file(tiny_timm / "model.safetensors")
-    trained = max(float((expected[f"encoder.model.{k}"] - v).abs().max()) for k, v in original.items())
-    assert trained > 1000 * WEIGHTS_TOLERANCE, trained  # training did move the weights
+    assert_same_training(tmp_path / "one", two_processes, tiny_timm)
     assert (two_processes / "backbone" / "model.safetensors").is_file()
 
 
